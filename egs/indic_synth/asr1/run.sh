@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Built-in multilingual recipe: synthesise an offline hi/mr/ta/te corpus, train a CTC
+# model (stock conformer, BLR-MoE, SMEAR-MoE ... by --train_config), decode, score.
+#
+#   ./run.sh                          # everything, default config (<= 30 min on 2 CPU cores)
+#   ./run.sh --mini true              # tiny corpus + model: every stage in a few minutes (CI)
+#   ./run.sh --stage 8 --stop_stage 9 --allowed_langs hi,mr   # decode with a language prior
+#
+# Stages (each logs to exp/.../*.log and skips work already done):
+#   1 data synthesis   2 format   3 filter   4 tokenizer + lang_list   5 collect stats
+#   6 train   7 router augmentation   8 decode   9 score   10 routing analysis   11 pack
+set -euo pipefail
+cd "$(dirname "$0")"
+
+stage=1
+stop_stage=100
+mini=false
+ngpu=0
+nj=2                  # parallel jobs for synthesis, stats and decoding
+seed=1
+corpus_config=conf/corpus.yaml
+train_config=train_dense_conformer.yaml   # looked up here, then in the repo's conf/
+inference_config=conf/decode_ctc_greedy.yaml
+tag=                  # experiment name; default: train config name
+token_type=bpe        # bpe | unigram | char
+nbpe=300
+train_set=train
+valid_set=dev
+test_sets=            # default: every data/test_* the corpus has
+adapt_set=adapt_ood   # audio + utt2lang only, for router augmentation (stage 7)
+router_adapt_config=conf/router_adapt.yaml
+allowed_langs=        # language prior at decoding, e.g. hi,mr
+prior_mode=hard       # hard (expert pruning) | soft
+inference_model=valid.loss.ave.pth
+min_dur=0.3
+max_dur=20
+datadir=data
+dumpdir=dump
+expdir=exp
+results_md=           # stage 9 replaces its section here; default RESULTS.md ($expdir/RESULTS.md with --mini)
+_options="results_md stage stop_stage mini ngpu nj seed corpus_config train_config inference_config tag token_type nbpe train_set valid_set test_sets adapt_set router_adapt_config allowed_langs prior_mode inference_model min_dur max_dur datadir dumpdir expdir"
+prev=
+for a in "$@"; do  # --mini true swaps the defaults below; explicit options still win
+  case "$prev $a" in "--mini "*) mini=$a ;; *" --mini="*) mini=${a#--mini=} ;; esac; prev=$a
+done
+if [ "$mini" = true ]; then
+  corpus_config=conf/corpus_mini.yaml; train_config=train_mini.yaml; token_type=char
+  tag=mini; datadir=data_mini; dumpdir=dump_mini; expdir=exp_mini
+fi
+. ./path.sh
+. ./cmd.sh
+. local/parse_options.sh
+
+log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (run.sh stage ${_stage:-}) $*"; }
+run_stage() { _stage=$1; [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+resolve_conf() {  # a config path relative to here, else to the repo's conf/
+  for c in "$1" "$TOP/conf/$1" "$TOP/conf/$(basename "$1")"; do [ -f "$c" ] && { echo "$c"; return; }; done
+  echo "config not found: $1 (looked here and in $TOP/conf)" >&2; exit 1
+}
+train_config=$(resolve_conf "$train_config")
+if [ -z "$results_md" ]; then results_md=RESULTS.md; [ "$mini" = true ] && results_md=$expdir/RESULTS.md; fi
+tag=${tag:-$(basename "$train_config" .yaml | sed 's/^train_//')}
+asr_exp=$expdir/asr_$tag
+if [ "$token_type" = char ]; then token_dir=$datadir/token_list/char; else token_dir=$datadir/token_list/${token_type}${nbpe}; fi
+token_list=$token_dir/tokens.txt
+bpemodel=none; [ "$token_type" = char ] || bpemodel=$token_dir/bpe.model
+espnet_token_type=$token_type; [ "$token_type" = unigram ] && espnet_token_type=bpe
+stats_dir=$expdir/asr_stats_$(basename "$token_dir")
+lang_list=$datadir/lang_list
+has_router() { grep -Eq '^encoder: *blr_moe|^preencoder: *smear_moe' "$1"; }
+
+if run_stage 1; then
+  log "synthesising the corpus ($corpus_config) into $datadir"
+  python local/synth_indic.py --config "$corpus_config" --datadir "$datadir" --wavdir "$datadir/wav" --nj "$nj" --seed "$seed"
+fi
+[ -n "$test_sets" ] || test_sets=$(cd "$datadir" 2>/dev/null && ls -d test_* 2>/dev/null | tr '\n' ' ' || true)
+
+if run_stage 2; then
+  for s in $train_set $valid_set $test_sets $adapt_set; do
+    [ -d "$datadir/$s" ] || { log "no $datadir/$s, skipping"; continue; }
+    python local/format_data_dir.py --src "$datadir/$s" --dst "$dumpdir/raw/org/$s"
+  done
+fi
+
+if run_stage 3; then
+  for s in $train_set $valid_set; do
+    log "filtering $s: ${min_dur}s <= duration <= ${max_dur}s, non-empty text"
+    python local/filter_data_dir.py --src "$dumpdir/raw/org/$s" --dst "$dumpdir/raw/$s" --min_dur "$min_dur" --max_dur "$max_dur"
+  done
+  for s in $test_sets $adapt_set; do  # never filter test data: every utterance is scored
+    [ -d "$dumpdir/raw/org/$s" ] || continue
+    python local/filter_data_dir.py --src "$dumpdir/raw/org/$s" --dst "$dumpdir/raw/$s" --no_filter
+  done
+fi
+
+if run_stage 4; then
+  if [ -s "$token_list" ] && [ -s "$lang_list" ]; then log "token list $token_list exists, skipping"; else
+    mkdir -p "$token_dir"
+    if [ "$token_type" != char ]; then
+      log "training sentencepiece $token_type ($nbpe) on $dumpdir/raw/$train_set/text"
+      python local/spm_train.py --text "$dumpdir/raw/$train_set/text" --model_type "$token_type" --vocab_size "$nbpe" --out_prefix "$token_dir/bpe"
+    fi
+    log "writing $token_list"
+    python -m espnet_plugins.bin.espnet espnet2.bin.tokenize_text --token_type "$espnet_token_type" --bpemodel "$bpemodel" \
+      --input "$dumpdir/raw/$train_set/text" --output "$token_list" --field 2- --cleaner none --g2p none \
+      --write_vocabulary true --add_symbol '<blank>:0' --add_symbol '<unk>:1' --add_symbol '<sos/eos>:-1'
+    cut -d' ' -f2- "$dumpdir/raw/$train_set/utt2lang" | tr ' ' '\n' | sort -u | grep -v '^$' > "$lang_list"
+    log "languages: $(tr '\n' ' ' < "$lang_list")"
+  fi
+fi
+
+# Options shared by collect-stats, training and router augmentation.
+common_opts=(--use_preprocessor true --token_type "$espnet_token_type" --token_list "$token_list"
+  --bpemodel "$bpemodel" --lang_list "$lang_list" --non_linguistic_symbols none --cleaner none --g2p none
+  --frontend_conf fs=16k --seed "$seed")
+data_opts() {  # data_opts train|valid <dir> [with_text=true]
+  echo --$1_data_path_and_name_and_type "$2/wav.scp,speech,sound"
+  [ "${3:-true}" = true ] && echo --$1_data_path_and_name_and_type "$2/text,text,text"
+  echo --$1_data_path_and_name_and_type "$2/utt2lang,lang,text"
+}
+
+if run_stage 5; then
+  if [ -s "$stats_dir/train/feats_stats.npz" ]; then log "stats exist in $stats_dir, skipping"; else
+    log "collecting shapes and feature statistics into $stats_dir ($nj jobs)"
+    mkdir -p "$stats_dir/logdir"
+    for s in train valid; do
+      d=$dumpdir/raw/$train_set; [ $s = valid ] && d=$dumpdir/raw/$valid_set
+      python local/split_keys.py --scp "$d/wav.scp" --nj "$nj" --out "$stats_dir/logdir/$s.JOB.scp"
+    done
+    # shellcheck disable=SC2046
+    $train_cmd JOB=1:"$nj" "$stats_dir/logdir/stats.JOB.log" python -m espnet_plugins.bin.asr_train \
+      --collect_stats true --ngpu 0 --config "$train_config" "${common_opts[@]}" --normalize none \
+      $(data_opts train "$dumpdir/raw/$train_set") $(data_opts valid "$dumpdir/raw/$valid_set") \
+      --train_shape_file "$stats_dir/logdir/train.JOB.scp" --valid_shape_file "$stats_dir/logdir/valid.JOB.scp" \
+      --output_dir "$stats_dir/logdir/stats.JOB"
+    python -m espnet_plugins.bin.espnet espnet2.bin.aggregate_stats_dirs $(for j in $(seq "$nj"); do echo --input_dir "$stats_dir/logdir/stats.$j"; done) --output_dir "$stats_dir"
+  fi
+fi
+
+if run_stage 6; then
+  if [ -e "$asr_exp/$inference_model" ]; then log "$asr_exp/$inference_model exists, skipping training"; else
+    log "training $asr_exp with $train_config (ngpu=$ngpu; log: $asr_exp/train.log; rerun resumes)"
+    dist_opts=(); [ "$ngpu" -gt 1 ] && dist_opts=(--multiprocessing_distributed true)
+    mkdir -p "$asr_exp"; cp "$train_config" "$asr_exp/train_config.yaml"
+    # shellcheck disable=SC2046
+    $train_cmd "$asr_exp/train.log" python -m espnet_plugins.bin.asr_train --config "$train_config" \
+      "${common_opts[@]}" --ngpu "$ngpu" "${dist_opts[@]}" --resume true --output_dir "$asr_exp" \
+      --normalize_conf stats_file="$stats_dir/train/feats_stats.npz" \
+      $(data_opts train "$dumpdir/raw/$train_set") $(data_opts valid "$dumpdir/raw/$valid_set") \
+      --train_shape_file "$stats_dir/train/speech_shape" --train_shape_file "$stats_dir/train/text_shape" \
+      --valid_shape_file "$stats_dir/valid/speech_shape" --valid_shape_file "$stats_dir/valid/text_shape" \
+      --fold_length 80000 --fold_length 150
+  fi
+fi
+
+if run_stage 7; then
+  if ! has_router "$train_config"; then log "model has no language router: no router augmentation";
+  elif [ ! -d "$dumpdir/raw/$adapt_set" ]; then log "no $dumpdir/raw/$adapt_set: no router augmentation";
+  elif [ -e "${asr_exp}_router_adapt/$inference_model" ]; then log "${asr_exp}_router_adapt exists, skipping";
+  else
+    log "router augmentation on $adapt_set (audio + language only; ASR weights frozen) -> ${asr_exp}_router_adapt"
+    mkdir -p "${asr_exp}_router_adapt"
+    # shellcheck disable=SC2046
+    $train_cmd "${asr_exp}_router_adapt/train.log" python -m espnet_plugins.bin.asr_train \
+      --config "$asr_exp/config.yaml" --config "$(resolve_conf "$router_adapt_config")" --train_router_only true \
+      "${common_opts[@]}" --ngpu "$ngpu" --resume true --output_dir "${asr_exp}_router_adapt" \
+      --init_param "$asr_exp/$inference_model" \
+      $(data_opts train "$dumpdir/raw/$adapt_set" false) $(data_opts valid "$dumpdir/raw/$valid_set" false) \
+      --train_shape_file "$dumpdir/raw/$adapt_set/utt2num_samples" --valid_shape_file "$dumpdir/raw/$valid_set/utt2num_samples"
+  fi
+fi
+
+inference_tag=$(basename "$inference_config" .yaml); inference_tag=${inference_tag#decode_}
+[ -n "$allowed_langs" ] && inference_tag=${inference_tag}_prior_${prior_mode}_${allowed_langs//,/}
+prior_opts=(); [ -n "$allowed_langs" ] && prior_opts=(--allowed_langs "$allowed_langs" --prior_mode "$prior_mode")
+
+if run_stage 8; then
+  for s in $test_sets; do
+    out=$asr_exp/decode_${inference_tag}/$s
+    if [ -s "$out/text" ]; then log "$out/text exists, skipping"; continue; fi
+    log "decoding $s -> $out ($nj jobs)"
+    mkdir -p "$out/logdir"
+    python local/split_keys.py --scp "$dumpdir/raw/$s/wav.scp" --nj "$nj" --out "$out/logdir/keys.JOB.scp"
+    $decode_cmd JOB=1:"$nj" "$out/logdir/decode.JOB.log" python -m espnet_plugins.bin.asr_inference \
+      --config "$inference_config" "${prior_opts[@]}" --asr_train_config "$asr_exp/config.yaml" \
+      --asr_model_file "$asr_exp/$inference_model" --data_path_and_name_and_type "$dumpdir/raw/$s/wav.scp,speech,sound" \
+      --key_file "$out/logdir/keys.JOB.scp" --output_dir "$out/logdir/output.JOB"
+    python local/merge_decode_dirs.py --out "$out" "$out"/logdir/output.*
+  done
+fi
+
+if run_stage 9; then
+  log "scoring ($asr_exp, $inference_tag) -> RESULTS.md"
+  tests=(); for s in $test_sets; do tests+=(--test "$s=$dumpdir/raw/$s:$asr_exp/decode_${inference_tag}/$s"); done
+  python local/score.py "${tests[@]}" --out_json "$asr_exp/decode_${inference_tag}/scores.json" \
+    --results_md "$results_md" --tag "${tag} / ${inference_tag}" --config "$train_config" --seed "$seed" \
+    --model_file "$asr_exp/$inference_model" --command "./run.sh $*"
+fi
+
+if run_stage 10; then
+  if ! has_router "$train_config"; then log "model has no language router: no routing analysis"; else
+    log "routing analysis -> $asr_exp/decode_${inference_tag}/routing"
+    python local/routing_analysis.py --decode_dir "$asr_exp/decode_${inference_tag}" --data_root "$dumpdir/raw" \
+      --test_sets $test_sets --out "$asr_exp/decode_${inference_tag}/routing"
+  fi
+fi
+
+if run_stage 11; then
+  if [ -s "$asr_exp/packed.zip" ]; then log "$asr_exp/packed.zip exists, skipping"; else
+    log "packing $asr_exp/packed.zip"
+    opts=(); [ "$bpemodel" = none ] || opts+=(--option "$bpemodel")
+    [ -f "$results_md" ] && opts+=(--option "$results_md")
+    python -m espnet_plugins.bin.espnet espnet2.bin.pack asr --asr_train_config "$asr_exp/config.yaml" --asr_model_file "$asr_exp/$inference_model" \
+      "${opts[@]}" --outpath "$asr_exp/packed.zip"
+  fi
+fi
+_stage=; log "done (stages $stage..$stop_stage)"

@@ -1,0 +1,348 @@
+"""BLR-MoE encoder: Conformer with language-routed attention and FFN experts.
+
+BLR-MoE (arXiv 2501.12602) extends LR-MoE (arXiv 2307.05956): after
+``num_shared_blocks`` ordinary blocks, ONE language router reads the hidden states
+and picks a language expert per frame (or per utterance); the following
+``num_moe_blocks`` blocks have expert self-attention projections (V and O by default)
+and expert FFNs, all routed with that same decision.
+"""
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+from espnet2.asr.encoder.abs_encoder import AbsEncoder
+from espnet.nets.pytorch_backend.nets_utils import get_activation
+from espnet.nets.pytorch_backend.transformer.attention import (
+    RelPositionMultiHeadedAttention,
+)
+from espnet.nets.pytorch_backend.transformer.embedding import RelPositionalEncoding
+from espnet.nets.pytorch_backend.transformer.layer_norm import LayerNorm
+from espnet.nets.pytorch_backend.transformer.positionwise_feed_forward import (
+    PositionwiseFeedForward,
+)
+from espnet.nets.pytorch_backend.transformer.subsampling import (
+    Conv2dSubsampling,
+    Conv2dSubsampling2,
+    Conv2dSubsampling6,
+    Conv2dSubsampling8,
+    TooShortUttError,
+    check_short_utt,
+)
+from typeguard import typechecked
+
+from espnet_plugins.asr.moe.dispatch import DispatchPlan, route_fractions
+from espnet_plugins.asr.moe.encoder_block import EncoderBlock
+from espnet_plugins.asr.moe.language_router import LanguageRouter
+from espnet_plugins.asr.moe.masked_convolution import MaskedConvolutionModule
+from espnet_plugins.asr.moe.moe_attention import MoERelPositionMultiHeadedAttention
+from espnet_plugins.asr.moe.moe_feed_forward import MoEFeedForward
+from espnet_plugins.asr.moe_interface import AuxOutputMixin, LanguagePriorMixin
+
+# input_layer -> (ESPnet subsampling class, its time convolutions as (kernel, stride)).
+# Output lengths are computed from these arithmetically: ESPnet derives them by
+# slicing the padded mask, which gives a different length for the same utterance
+# depending on how much padding follows it.
+SUBSAMPLING = {
+    "conv2d": (Conv2dSubsampling, ((3, 2), (3, 2))),
+    "conv2d2": (Conv2dSubsampling2, ((3, 2), (3, 1))),
+    "conv2d6": (Conv2dSubsampling6, ((3, 2), (5, 3))),
+    "conv2d8": (Conv2dSubsampling8, ((3, 2), (3, 2), (3, 2))),
+    "linear": (None, ()),
+}
+
+
+class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
+    """BLR-MoE / LR-MoE Conformer (or Transformer) encoder.
+
+    Layout: ``input_layer`` -> ``num_shared_blocks`` dense blocks -> LanguageRouter
+    (shared) -> ``num_moe_blocks`` MoE blocks -> LayerNorm. Every block is
+    pre-LN with relative-position self-attention (ESPnet ``rel_pos``/``latest``), and
+    the encoder is padding invariant: an utterance gives the same output and length
+    alone and inside a zero-padded batch (eval mode).
+
+    The router's dispatch plan (tokens sorted by expert) is computed once per forward
+    and reused by every expert projection of every MoE block. After each forward the
+    aux dict (see ``moe_interface``) holds ``lid_logits`` [B, T', L] (the logits the
+    routing used, prior included), ``lid_lengths`` [B] and ``route_frac_<lang>``
+    (fraction of valid frames routed to each expert; only with MoE blocks).
+
+    Presets: LR-MoE = ``router_type: linear, moe_attention_projections: []``;
+    BLR-MoE = ``router_type: tdnn, moe_attention_projections: [v, o]``.
+
+    Args:
+        input_size: feature size.
+        output_size: model size.
+        attention_heads: self-attention heads.
+        linear_units: FFN hidden size (per expert in MoE blocks).
+        num_shared_blocks: dense blocks before the router.
+        num_moe_blocks: MoE blocks after the router.
+        langs: language names, one expert each (the ASR task injects them from
+            ``--lang_list``); position = expert / LID class index.
+        num_experts: number of experts; must equal ``len(langs)`` if both are given.
+        moe_attention_projections: attention projections that are experts, any
+            subset of ``q, k, v, o`` (``[]``: shared attention, as in LR-MoE).
+        moe_ffn: which FFNs of an MoE block are experts: ``both`` (macaron and final),
+            ``second`` (final only) or ``none``. Without macaron there is one FFN,
+            and ``both``/``second`` both make it an expert.
+        block_type: ``conformer`` (with the conv module) or ``transformer``
+            (without; set ``macaron_style: false`` for a vanilla Transformer block).
+        macaron_style: add the half-step macaron FFN before self-attention.
+        router_type: ``tdnn`` (BLR-MoE) or ``linear`` (LR-MoE).
+        router_channels: TDNN channels / router FFN hidden size.
+        router_kernel_sizes: TDNN kernel sizes (odd), one per layer.
+        router_dilations: TDNN dilations, one per layer.
+        routing: ``frame`` (top-1 per frame) or ``utterance`` (one expert per
+            utterance from the mean router log-probability over valid frames).
+        router_detach: feed the router a stop-gradient copy of its input, so that the
+            LID loss trains only the router and never the ASR weights.
+        input_layer: ``conv2d`` (4x), ``conv2d2``, ``conv2d6``, ``conv2d8`` or
+            ``linear`` (no subsampling).
+        dropout_rate: residual / FFN dropout.
+        positional_dropout_rate: dropout after the positional encoding.
+        attention_dropout_rate: dropout on attention weights.
+        router_dropout_rate: dropout inside the router.
+        activation_type: FFN and conv activation (ESPnet ``get_activation`` name).
+        cnn_module_kernel: depthwise conv kernel (odd).
+        cnn_module_norm: ``batch_norm`` or ``layer_norm`` in the conv module.
+        zero_triu: as in ESPnet's relative-position attention.
+        max_pos_emb_len: initial length of the positional encoding table.
+    """
+
+    @typechecked
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int = 144,
+        attention_heads: int = 4,
+        linear_units: int = 576,
+        num_shared_blocks: int = 4,
+        num_moe_blocks: int = 2,
+        langs: Optional[List[str]] = None,
+        num_experts: Optional[int] = None,
+        moe_attention_projections: List[str] = ["v", "o"],
+        moe_ffn: str = "both",
+        block_type: str = "conformer",
+        macaron_style: bool = True,
+        router_type: str = "tdnn",
+        router_channels: int = 512,
+        router_kernel_sizes: List[int] = [5, 3, 3],
+        router_dilations: List[int] = [1, 2, 3],
+        routing: str = "frame",
+        router_detach: bool = False,
+        input_layer: str = "conv2d",
+        dropout_rate: float = 0.1,
+        positional_dropout_rate: float = 0.1,
+        attention_dropout_rate: float = 0.0,
+        router_dropout_rate: float = 0.1,
+        activation_type: str = "swish",
+        cnn_module_kernel: int = 15,
+        cnn_module_norm: str = "batch_norm",
+        zero_triu: bool = False,
+        max_pos_emb_len: int = 5000,
+    ):
+        super().__init__()
+        self.langs, self.num_experts = self._language_inventory(langs, num_experts)
+        if moe_ffn not in ("both", "second", "none"):
+            raise ValueError(
+                f"moe_ffn must be 'both', 'second' or 'none', got {moe_ffn!r}"
+            )
+        if block_type not in ("conformer", "transformer"):
+            raise ValueError(
+                f"block_type must be 'conformer' or 'transformer', got {block_type!r}"
+            )
+        if input_layer not in SUBSAMPLING:
+            raise ValueError(
+                f"input_layer must be one of {sorted(SUBSAMPLING)}, got {input_layer!r}"
+            )
+        if num_shared_blocks < 0 or num_moe_blocks < 0:
+            raise ValueError("num_shared_blocks and num_moe_blocks must be >= 0")
+        self._output_size = output_size
+        self.router_detach = router_detach
+
+        subsampling_class, self._time_convs = SUBSAMPLING[input_layer]
+        pos_enc = RelPositionalEncoding(
+            output_size, positional_dropout_rate, max_pos_emb_len
+        )
+        if subsampling_class is None:
+            self.embed = torch.nn.Sequential(
+                torch.nn.Linear(input_size, output_size),
+                LayerNorm(output_size),
+                torch.nn.Dropout(dropout_rate),
+                pos_enc,
+            )
+        else:
+            self.embed = subsampling_class(
+                input_size, output_size, dropout_rate, pos_enc
+            )
+
+        activation = get_activation(activation_type)
+
+        def block(moe: bool) -> EncoderBlock:
+            def ffn(expert: bool) -> torch.nn.Module:
+                if expert:
+                    return MoEFeedForward(
+                        self.num_experts,
+                        output_size,
+                        linear_units,
+                        dropout_rate,
+                        activation,
+                    )
+                return PositionwiseFeedForward(
+                    output_size, linear_units, dropout_rate, activation
+                )
+
+            if moe and moe_attention_projections:
+                attention = MoERelPositionMultiHeadedAttention(
+                    attention_heads,
+                    output_size,
+                    attention_dropout_rate,
+                    self.num_experts,
+                    moe_attention_projections,
+                    zero_triu,
+                )
+            else:
+                attention = RelPositionMultiHeadedAttention(
+                    attention_heads, output_size, attention_dropout_rate, zero_triu
+                )
+            return EncoderBlock(
+                output_size,
+                attention,
+                ffn(moe and moe_ffn != "none"),
+                ffn(moe and moe_ffn == "both") if macaron_style else None,
+                MaskedConvolutionModule(
+                    output_size, cnn_module_kernel, activation, cnn_module_norm
+                )
+                if block_type == "conformer"
+                else None,
+                dropout_rate,
+            )
+
+        # One list, shared blocks first, so parameter names line up with a dense
+        # encoder of num_shared_blocks + num_moe_blocks blocks.
+        self.num_shared_blocks = num_shared_blocks
+        self.encoders = torch.nn.ModuleList(
+            [block(False) for _ in range(num_shared_blocks)]
+            + [block(True) for _ in range(num_moe_blocks)]
+        )
+        self.router = LanguageRouter(
+            output_size,
+            self.num_experts,
+            router_type,
+            router_channels,
+            router_kernel_sizes,
+            router_dilations,
+            router_dropout_rate,
+            routing,
+        )
+        self.after_norm = LayerNorm(output_size)
+
+    @staticmethod
+    def _language_inventory(
+        langs: Optional[List[str]], num_experts: Optional[int]
+    ) -> Tuple[Optional[List[str]], int]:
+        if langs is None and num_experts is None:
+            raise ValueError(
+                "BLRMoEEncoder needs its languages (one expert each): the ASR task "
+                "injects encoder_conf.langs from --lang_list; outside the task, pass "
+                "langs=[...] or num_experts=N"
+            )
+        if langs is not None:
+            if not langs or len(set(langs)) != len(langs):
+                raise ValueError(f"langs must be non-empty and distinct, got {langs}")
+            if num_experts is not None and num_experts != len(langs):
+                raise ValueError(
+                    f"num_experts={num_experts} but langs has {len(langs)} languages "
+                    f"{langs}; drop num_experts or make them agree"
+                )
+            return list(langs), len(langs)
+        if num_experts < 1:
+            raise ValueError(f"num_experts must be >= 1, got {num_experts}")
+        return None, num_experts
+
+    def output_size(self) -> int:
+        return self._output_size
+
+    def subsampled_lengths(self, ilens: torch.Tensor) -> torch.Tensor:
+        """Output frames for each input length (what the input layer's convs keep)."""
+        olens = ilens
+        for kernel, stride in self._time_convs:
+            olens = torch.div(olens - kernel, stride, rounding_mode="floor") + 1
+        return olens.clamp(min=0)
+
+    def forward(
+        self,
+        xs_pad: torch.Tensor,
+        ilens: torch.Tensor,
+        prev_states: torch.Tensor = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """Encode a padded batch.
+
+        Args:
+            xs_pad: [B, T, input_size].
+            ilens: [B] valid input frames.
+            prev_states: unused (ESPnet contract).
+
+        Returns:
+            [B, T', output_size], output lengths [B], None.
+        """
+        if self._time_convs:
+            too_short, limit = check_short_utt(self.embed, xs_pad.size(1))
+            if too_short:
+                raise TooShortUttError(
+                    f"has {xs_pad.size(1)} frames and is too short for subsampling "
+                    f"(it needs more than {limit} frames), return empty results",
+                    xs_pad.size(1),
+                    limit,
+                )
+            (x, pos_emb), _ = self.embed(xs_pad, None)
+        else:
+            x, pos_emb = self.embed(xs_pad)
+        olens = self.subsampled_lengths(ilens)
+        frames = torch.arange(x.size(1), device=x.device)
+        valid = frames < olens.to(x.device).unsqueeze(1)
+
+        for block in self.encoders[: self.num_shared_blocks]:
+            x = block(x, pos_emb, valid)
+
+        lid_logits = self.router(x.detach() if self.router_detach else x, valid)
+        aux: Dict[str, torch.Tensor] = {"lid_logits": lid_logits, "lid_lengths": olens}
+        moe_blocks = self.encoders[self.num_shared_blocks :]
+        if len(moe_blocks):
+            plan = DispatchPlan.build(
+                self.router.select_experts(lid_logits.detach(), valid),
+                self.num_experts,
+                valid=valid,
+            )
+            for block in moe_blocks:
+                x = block(x, pos_emb, valid, plan)
+            fractions = route_fractions(plan)
+            for e in range(self.num_experts):
+                aux[f"route_frac_{self._expert_name(e)}"] = fractions[e]
+        self._set_aux(aux)
+        return self.after_norm(x), olens, None
+
+    def _expert_name(self, e: int) -> str:
+        return self.langs[e] if self.langs is not None else str(e)
+
+    def set_language_prior(
+        self,
+        allowed: Optional[Sequence[int]],
+        mode: str = "hard",
+        soft_floor: float = 0.1,
+    ) -> None:
+        """Restrict routing to languages ``allowed`` (indices into ``langs``).
+
+        ``hard``: languages outside the set are masked out of the router's arg-max
+        (expert pruning) and their reported ``lid_logits`` are lowered by 1e4;
+        ``soft``: ``log(soft_floor)`` is added to their logits. ``None`` removes the
+        prior.
+        """
+        self.router.set_prior(allowed, mode, soft_floor)
+
+    def router_parameters(self) -> Iterator[torch.nn.Parameter]:
+        """Parameters of the language router (for router-only fine-tuning)."""
+        return self.router.parameters()
+
+    def non_router_parameters(self) -> Iterator[torch.nn.Parameter]:
+        """Every parameter except the router's."""
+        router = {id(p) for p in self.router.parameters()}
+        return (p for p in self.parameters() if id(p) not in router)

@@ -1,0 +1,159 @@
+"""``MoEASRModel``: ESPnet's ASR model plus the auxiliary losses of MoE modules."""
+import inspect
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from espnet2.asr.espnet_model import ESPnetASRModel
+from espnet2.torch_utils.device_funcs import force_gatherable
+from typeguard import typechecked
+
+from espnet_plugins.asr.moe_interface import AuxOutputMixin
+
+
+class MoEASRModel(ESPnetASRModel):
+    """CTC(/attention) ASR model that adds ``λ·LID + w·load_balance`` to ESPnet's loss.
+
+    Modules mixing in :class:`AuxOutputMixin` (preencoder, encoder) report router logits
+    and balance losses after each forward; this model turns them into losses using the
+    ``lang`` labels the task loads from ``utt2lang``. With no such module (a stock
+    conformer) it is ESPnet's model unchanged: that is the dense baseline.
+
+    Args (besides ESPnet's):
+        langs: language names in id order (injected from ``--lang_list``).
+        lid_weight: λ for the LID loss (BLR-MoE paper: 0.3).
+        lid_loss: ``ce`` = frame-level cross-entropy against the utterance language,
+            padding masked (the paper does not give the form; this is the simplest that
+            trains a frame router); ``ctc`` = CTC over the per-utterance language
+            sequence (``utt2lang`` may list several), for code-switched data where one
+            label per utterance is wrong; blank is a constant logit 0.
+        load_balance_weight: weight of the modules' ``load_balance`` losses.
+    """
+
+    @typechecked
+    def __init__(
+        self,
+        *args,
+        langs: Optional[List[str]] = None,
+        lid_weight: float = 0.3,
+        lid_loss: str = "ce",
+        load_balance_weight: float = 0.01,
+        **kwargs,
+    ):
+        if lid_weight < 0 or load_balance_weight < 0:
+            raise ValueError(
+                f"lid_weight={lid_weight} and load_balance_weight={load_balance_weight} "
+                "must be >= 0 (set 0 to disable a loss)"
+            )
+        if lid_loss not in ("ce", "ctc"):
+            raise ValueError(f"lid_loss must be 'ce' or 'ctc', got {lid_loss!r}")
+        super().__init__(*args, **kwargs)
+        self.langs = list(langs) if langs is not None else None
+        self.lid_weight = lid_weight
+        self.lid_loss = lid_loss
+        self.load_balance_weight = load_balance_weight
+
+    # ------------------------------------------------------------------ helpers
+    @classmethod
+    def _publish_signature(cls) -> None:
+        """Expose ESPnet's arguments + ours as one signature.
+
+        ``--print_config`` and config validation read ``inspect.signature(__init__)``; with
+        ``*args, **kwargs`` they would show only our four options.
+        """
+        init = cls.__init__
+        parent = [p for p in inspect.signature(ESPnetASRModel.__init__).parameters.values()]
+        own = [p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD)
+               for p in inspect.signature(init).parameters.values() if p.kind == inspect.Parameter.KEYWORD_ONLY]
+        init.__signature__ = inspect.signature(init).replace(parameters=parent + own)
+
+    def aux_modules(self) -> List[AuxOutputMixin]:
+        return [m for m in (self.frontend, self.preencoder, self.encoder) if isinstance(m, AuxOutputMixin)]
+
+    def pop_aux(self) -> Dict[str, torch.Tensor]:
+        """Merge the aux dicts of the last forward (keys are prefixed on collision)."""
+        merged: Dict[str, torch.Tensor] = {}
+        for module in self.aux_modules():
+            for key, value in module.pop_aux().items():
+                if key in merged and key == "load_balance":
+                    merged[key] = merged[key] + value
+                else:
+                    merged[key if key not in merged else f"{type(module).__name__}_{key}"] = value
+        return merged
+
+    def router_parameters(self) -> List[torch.nn.Parameter]:
+        params: List[torch.nn.Parameter] = []
+        for module in (self.frontend, self.preencoder, self.encoder):
+            if module is not None and hasattr(module, "router_parameters"):
+                params.extend(module.router_parameters())
+        return params
+
+    def freeze_all_but_router(self) -> None:
+        """Router augmentation: only the language router(s) stay trainable."""
+        router = {id(p) for p in self.router_parameters()}
+        if not router:
+            raise ValueError(
+                "--train_router_only needs a model with a language router "
+                "(e.g. encoder: blr_moe); this model has none"
+            )
+        for p in self.parameters():
+            p.requires_grad_(id(p) in router)
+
+    def lid_loss_and_acc(
+        self, aux: Dict[str, torch.Tensor], lang: torch.Tensor, lang_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        logits, lengths = aux["lid_logits"], aux["lid_lengths"]
+        B, T, L = logits.shape
+        valid = torch.arange(T, device=logits.device)[None, :] < lengths[:, None]
+        if self.lid_loss == "ce":
+            target = lang[:, :1].expand(B, T)
+            loss = F.cross_entropy(logits.reshape(-1, L), target.reshape(-1), reduction="none")
+            loss = (loss * valid.reshape(-1)).sum() / valid.sum().clamp(min=1)
+        else:
+            # CTC needs a blank class the language softmax lacks: a constant logit 0 acts
+            # as blank, so routing (arg-max over the L language logits) is unaffected.
+            blank = logits.new_zeros(B, T, 1)
+            logp = torch.cat([blank, logits], dim=-1).log_softmax(-1).transpose(0, 1)
+            loss = F.ctc_loss(
+                logp, (lang + 1).clamp(min=0), lengths, lang_lengths, reduction="mean", zero_infinity=True
+            )
+        # Utterance-level accuracy: majority of frame decisions vs the first language.
+        frame_pred = logits.argmax(-1)
+        votes = F.one_hot(frame_pred, L) * valid[..., None]
+        acc = (votes.sum(1).argmax(-1) == lang[:, 0]).float().mean()
+        return loss, acc
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        text: Optional[torch.Tensor] = None,
+        text_lengths: Optional[torch.Tensor] = None,
+        lang: Optional[torch.Tensor] = None,
+        lang_lengths: Optional[torch.Tensor] = None,
+        **kwargs,
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+        if text is not None:
+            loss, stats, weight = super().forward(speech, speech_lengths, text, text_lengths, **kwargs)
+        else:
+            # Router-only training (audio + language, no transcripts): encode only.
+            self.encode(speech, speech_lengths)
+            loss, stats, weight = torch.zeros((), device=speech.device), {}, speech.new_tensor(speech.shape[0])
+        aux = self.pop_aux()
+        if "lid_logits" in aux and lang is not None:
+            loss_lid, lid_acc = self.lid_loss_and_acc(aux, lang, lang_lengths)
+            loss = loss + self.lid_weight * loss_lid if text is not None else loss_lid
+            stats["loss_lid"], stats["lid_acc"] = loss_lid.detach(), lid_acc.detach()
+        if "load_balance" in aux and text is not None:
+            loss = loss + self.load_balance_weight * aux["load_balance"]
+            stats["loss_load_balance"] = aux["load_balance"].detach()
+        for key, value in aux.items():
+            if key not in ("lid_logits", "lid_lengths", "load_balance") and value.dim() == 0:
+                stats[key] = value.detach()
+        stats["loss"] = loss.detach()
+        loss, stats, weight = force_gatherable((loss, stats, weight), loss.device)
+        return loss, stats, weight
+
+
+MoEASRModel._publish_signature()

@@ -1,0 +1,336 @@
+"""Token dispatch for expert layers: the one primitive behind attention- and FFN-MoE.
+
+MegaBlocks-style dropless dispatch (Gale et al., 2022, arXiv 2211.15841) without
+padding experts to a capacity:
+
+1. :meth:`DispatchPlan.build` sorts the tokens by expert once (``argsort`` +
+   ``bincount``; the per-expert sizes are copied to the host with ONE ``tolist``, the
+   only device sync of a plan).
+2. :meth:`DispatchPlan.gather` permutes tokens into expert-contiguous order.
+3. :func:`grouped_linear` runs one matmul per expert on its contiguous slice of that
+   sorted buffer (the loop over the E slices is the only Python loop; empty experts
+   are skipped). Consecutive expert layers (e.g. the two FFN linears) stay in sorted
+   order between them.
+4. :meth:`DispatchPlan.scatter` puts the rows back into token order (weighting by the
+   gate and summing replicas for top-k).
+
+BLR-MoE routes every MoE block with the same shared router, so one plan serves every
+expert projection of every MoE block in a forward pass.
+
+Gather, scatter and the grouped matmul are custom autograd functions: gather and
+scatter are adjoint, so each one's backward is the other's forward (a permutation
+backward is an ``index_select`` by the inverse permutation instead of the
+zeros + ``index_add`` that ``index_select``'s stock backward does), and the grouped
+matmul writes every slice straight into preallocated outputs instead of slicing and
+concatenating through autograd (whose backward would allocate a full-size zero
+gradient per slice).
+
+:func:`dense_oracle_expert_linear` (compute every expert for every token, then select)
+is the reference the tests compare against; it is E times more expensive and is not
+used by any model.
+"""
+import itertools
+import math
+from typing import List, Optional, Tuple
+
+import torch
+
+
+class DispatchPlan:
+    """Expert-contiguous ordering of the tokens of one batch.
+
+    Build it with :meth:`build`. Rows of the sorted buffer are grouped by expert:
+    rows ``offsets[e]:offsets[e + 1]`` belong to expert ``e``. With top-k routing a
+    token appears once per selected expert. Tokens marked invalid (padding) are left
+    out of the sorted buffer and come back from :meth:`scatter` as zeros.
+
+    Attributes:
+        token_shape: leading shape of the token tensors (e.g. ``(B, T)``).
+        num_tokens: ``prod(token_shape)``.
+        num_experts: number of experts E.
+        top_k: experts per token.
+        sorted_token: LongTensor [M], the token (flat index) of each sorted row.
+        sorted_gate: Tensor [M] or None, the gate weight of each sorted row
+            (None for ungated top-1 routing, where rows are copied back as they are).
+        inverse: LongTensor [N] or None, the sorted row of each token; only set when
+            the plan is a plain permutation (top-1, nothing dropped).
+        counts: LongTensor [E] on the tokens' device, tokens routed to each expert.
+        sizes: per-expert row counts on the host (from the plan's one device sync).
+        offsets: start row of each expert's slice, plus the total ``M`` at the end.
+        slices: ``(expert, start, end)`` of every expert that got rows.
+        empty_experts: experts that got no row.
+    """
+
+    def __init__(
+        self,
+        token_shape: Tuple[int, ...],
+        num_experts: int,
+        top_k: int,
+        sorted_token: torch.Tensor,
+        sorted_gate: Optional[torch.Tensor],
+        inverse: Optional[torch.Tensor],
+        counts: torch.Tensor,
+        sizes: List[int],
+    ):
+        self.token_shape = token_shape
+        self.num_tokens = math.prod(token_shape)
+        self.num_experts = num_experts
+        self.top_k = top_k
+        self.sorted_token = sorted_token
+        self.sorted_gate = sorted_gate
+        self.inverse = inverse
+        self.counts = counts
+        self.sizes = sizes
+        self.offsets = offsets = [0, *itertools.accumulate(sizes)]
+        # (expert, start, end) of every non-empty expert: the grouped matmul's loop.
+        self.slices = [
+            (e, offsets[e], offsets[e + 1]) for e in range(num_experts) if sizes[e]
+        ]
+        self.empty_experts = [e for e in range(num_experts) if not sizes[e]]
+
+    @classmethod
+    def build(
+        cls,
+        expert_index: torch.Tensor,
+        num_experts: int,
+        gate: Optional[torch.Tensor] = None,
+        valid: Optional[torch.Tensor] = None,
+    ) -> "DispatchPlan":
+        """Sort tokens by expert.
+
+        Args:
+            expert_index: LongTensor with values in ``[0, num_experts)``. Top-1
+                routing: shape ``token_shape`` (e.g. [B, T]). Top-k routing: shape
+                ``token_shape + (k,)`` and ``gate`` must be given.
+            num_experts: number of experts E.
+            gate: None for ungated top-1 routing (each token's row is copied back
+                unscaled, as in LR-/BLR-MoE's hard language routing), or a tensor
+                shaped like ``expert_index`` whose entries weight each selected
+                expert's output in :meth:`scatter` (top-k mixture).
+            valid: BoolTensor of shape ``token_shape``; False tokens (padding) are
+                not routed at all and :meth:`scatter` returns zeros for them.
+        """
+        if gate is None:
+            token_shape = tuple(expert_index.shape)
+            top_k = 1
+        else:
+            if gate.shape != expert_index.shape or expert_index.dim() < 2:
+                raise ValueError(
+                    "top-k routing needs expert_index and gate of the same shape "
+                    f"token_shape + (k,), got {tuple(expert_index.shape)} and "
+                    f"{tuple(gate.shape)}"
+                )
+            token_shape = tuple(expert_index.shape[:-1])
+            top_k = expert_index.shape[-1]
+        flat = expert_index.reshape(-1)
+        if valid is not None:
+            if tuple(valid.shape) != token_shape:
+                raise ValueError(
+                    f"valid must have the token shape {token_shape}, "
+                    f"got {tuple(valid.shape)}"
+                )
+            # Padded tokens go to an extra bucket E, which sorts last and is cut off.
+            keep = valid.reshape(-1, 1).expand(-1, top_k).reshape(-1)
+            flat = flat.masked_fill(~keep, num_experts)
+        # scatter_add_ rather than bincount: bincount on CUDA syncs to size its output.
+        counts_all = torch.zeros(
+            num_experts + 1, dtype=torch.long, device=flat.device
+        ).scatter_add_(0, flat, torch.ones_like(flat))
+        sizes = counts_all.tolist()  # the plan's one host sync
+        num_rows = len(flat) - sizes[num_experts]
+        order = torch.argsort(flat, stable=True)[:num_rows]
+        sorted_token = order // top_k if top_k > 1 else order
+        sorted_gate = None if gate is None else gate.reshape(-1)[order]
+        inverse = None
+        if top_k == 1 and num_rows == len(flat):
+            inverse = torch.empty_like(order)
+            inverse[order] = torch.arange(num_rows, device=order.device)
+        return cls(
+            token_shape,
+            num_experts,
+            top_k,
+            sorted_token,
+            sorted_gate,
+            inverse,
+            counts_all[:num_experts],
+            sizes[:num_experts],
+        )
+
+    @property
+    def num_rows(self) -> int:
+        """Rows M of the sorted buffer (routed token-expert pairs)."""
+        return self.offsets[-1]
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """Token-ordered ``[*token_shape, D]`` -> expert-sorted ``[M, D]``."""
+        if tuple(x.shape[:-1]) != self.token_shape:
+            raise ValueError(
+                f"expected tokens of shape {self.token_shape} + (D,), "
+                f"got {tuple(x.shape)}"
+            )
+        return _Gather.apply(x.reshape(self.num_tokens, x.size(-1)), self)
+
+    def scatter(self, y: torch.Tensor) -> torch.Tensor:
+        """Expert-sorted ``[M, D]`` -> token-ordered ``[*token_shape, D]``.
+
+        Rows are weighted by their gate (top-k) and a token's rows are summed; tokens
+        left out by ``valid`` get zeros.
+        """
+        if y.dim() != 2 or y.size(0) != self.num_rows:
+            raise ValueError(
+                f"expected a sorted buffer of shape ({self.num_rows}, D), "
+                f"got {tuple(y.shape)}"
+            )
+        if self.sorted_gate is not None:
+            y = y * self.sorted_gate.unsqueeze(1).to(y.dtype)
+        return _Scatter.apply(y, self).view(*self.token_shape, y.size(1))
+
+    def _to_sorted(self, x: torch.Tensor) -> torch.Tensor:
+        return x.index_select(0, self.sorted_token)
+
+    def _to_tokens(self, y: torch.Tensor) -> torch.Tensor:
+        if self.inverse is not None:
+            return y.index_select(0, self.inverse)
+        out = y.new_zeros(self.num_tokens, y.size(1))
+        return out.index_add_(0, self.sorted_token, y)
+
+
+class _Gather(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, plan):
+        ctx.plan = plan
+        return plan._to_sorted(x)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        return ctx.plan._to_tokens(grad.contiguous()), None
+
+
+class _Scatter(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y, plan):
+        ctx.plan = plan
+        return plan._to_tokens(y)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        return ctx.plan._to_sorted(grad.contiguous()), None
+
+
+class _GroupedLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, plan):
+        ctx.plan = plan
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(x, weight)
+        out = x.new_empty(x.size(0), weight.size(2))
+        for e, start, end in plan.slices:
+            if bias is None:
+                torch.mm(x[start:end], weight[e], out=out[start:end])
+            else:
+                torch.addmm(bias[e], x[start:end], weight[e], out=out[start:end])
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        need_x, need_w, need_b, _ = ctx.needs_input_grad
+        grad_x = torch.empty_like(x) if need_x else None
+        # Every slice is written by an mm; only experts without tokens need zeroing
+        # (zero-filling the whole [E, in, out] costs as much as a small matmul).
+        grad_w = torch.empty_like(weight) if need_w else None
+        grad_b = grad.new_empty(weight.size(0), weight.size(2)) if need_b else None
+        empty = ctx.plan.empty_experts
+        if empty and need_w:
+            grad_w[empty] = 0.0
+        if empty and need_b:
+            grad_b[empty] = 0.0
+        for e, start, end in ctx.plan.slices:
+            g = grad[start:end]
+            if need_x:
+                torch.mm(g, weight[e].t(), out=grad_x[start:end])
+            if need_w:
+                torch.mm(x[start:end].t(), g, out=grad_w[e])
+            if need_b:
+                torch.sum(g, 0, out=grad_b[e])
+        return grad_x, grad_w, grad_b if ctx.has_bias else None, None
+
+
+def grouped_linear(
+    x_sorted: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    plan: DispatchPlan,
+) -> torch.Tensor:
+    """Per-expert affine map of an expert-sorted buffer.
+
+    Args:
+        x_sorted: [M, in] rows in the plan's sorted order (from
+            :meth:`DispatchPlan.gather` or from a previous expert layer).
+        weight: [E, in, out] stacked expert weights.
+        bias: [E, out] or None.
+        plan: the dispatch plan that sorted ``x_sorted``.
+
+    Returns:
+        [M, out], row r computed with the weights of the expert that owns row r.
+    """
+    if weight.dim() != 3 or weight.size(0) != plan.num_experts:
+        raise ValueError(
+            f"weight must be [E={plan.num_experts}, in, out], got {tuple(weight.shape)}"
+        )
+    if x_sorted.dim() != 2 or x_sorted.size(0) != plan.num_rows:
+        raise ValueError(
+            f"x_sorted must be [{plan.num_rows}, in] (the plan's sorted buffer), "
+            f"got {tuple(x_sorted.shape)}"
+        )
+    # Under autocast the custom function would see mixed dtypes; cast like F.linear.
+    device_type = x_sorted.device.type
+    if torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)
+        x_sorted, weight = x_sorted.to(dtype), weight.to(dtype)
+        bias = None if bias is None else bias.to(dtype)
+        with torch.autocast(device_type, enabled=False):
+            return _GroupedLinear.apply(x_sorted, weight, bias, plan)
+    return _GroupedLinear.apply(x_sorted, weight, bias, plan)
+
+
+def dense_oracle_expert_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    expert_index: torch.Tensor,
+    valid: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """Reference top-1 expert linear: every expert on every token, then select.
+
+    Test oracle only (E times the compute of :func:`grouped_linear`).
+
+    Args:
+        x: [*token_shape, in].
+        weight: [E, in, out]; bias: [E, out] or None.
+        expert_index: LongTensor of shape ``token_shape``.
+        valid: optional BoolTensor of shape ``token_shape``; invalid tokens give zeros.
+
+    Returns:
+        [*token_shape, out].
+    """
+    every = torch.einsum("...i,eio->...eo", x, weight)
+    if bias is not None:
+        every = every + bias
+    index = expert_index.unsqueeze(-1).unsqueeze(-1).expand(
+        *expert_index.shape, 1, weight.size(2)
+    )
+    out = every.gather(-2, index).squeeze(-2)
+    if valid is not None:
+        out = out * valid.unsqueeze(-1).to(out.dtype)
+    return out
+
+
+def route_fractions(plan: DispatchPlan) -> torch.Tensor:
+    """Fraction of the routed rows each expert received, [E] (no host sync)."""
+    return plan.counts.to(torch.float32) / max(plan.num_rows, 1)
+

@@ -1,0 +1,190 @@
+"""SMEAR-MoE projector (arXiv 2601.19451) and its baselines as an ESPnet preencoder."""
+import logging
+from typing import Dict, Optional, Tuple
+
+import torch
+from typeguard import typechecked
+
+from espnet2.asr.preencoder.abs_preencoder import AbsPreEncoder
+from espnet_plugins.asr.moe_interface import AuxOutputMixin
+from espnet_plugins.asr.preencoder.conv1d_downsampler import Conv1dDownsampler
+from espnet_plugins.asr.preencoder.expert_mlp_bank import ExpertMLPBank
+from espnet_plugins.asr.preencoder.utterance_gate import UtteranceGate
+
+VARIANTS = ("smear", "monolithic", "dense_ensemble", "hard_topk")
+LOAD_BALANCE_TYPES = ("mse", "switch")
+
+
+class SmearProjector(AbsPreEncoder, AuxOutputMixin):
+    """Conv1D downsampler -> utterance gate -> M expert MLPs merged per utterance.
+
+    SMEAR-MoE (soft merging of experts with adaptive routing, Muqeeth, Liu & Raffel
+    2023, applied to a multilingual speech projector in arXiv 2601.19451):
+
+    1. a shared :class:`Conv1dDownsampler` (rate ``downsample_rate``);
+    2. an :class:`UtteranceGate`: per-frame softmax over M experts, averaged over the
+       utterance's valid frames only -> ḡ [B, M];
+    3. an :class:`ExpertMLPBank` whose experts are merged into one virtual expert per
+       utterance, ``W̄ = Σ ḡ_m W_m`` and ``b̄ = Σ ḡ_m b_m`` for both layers, applied
+       with one batched matmul over time. The merge is differentiable, so every
+       expert gets gradient while compute stays that of one MLP (plus O(B·M·P) to
+       merge, independent of the number of frames).
+
+    ``variant`` selects a baseline with the same downsampler and expert shape:
+    ``monolithic`` (one MLP, no gate), ``dense_ensemble`` (all M experts on every
+    frame, outputs averaged with static weights 1/M: M x compute, no gate) and
+    ``hard_topk`` (the ``top_k`` experts with the largest ḡ per utterance, outputs
+    weighted by their gates; only those experts get gradient; no capacity limit).
+
+    After each forward, gated variants store for :class:`MoEASRModel` (see
+    :mod:`espnet_plugins.asr.moe_interface`): ``load_balance`` (weighted in the
+    model by ``model_conf.load_balance_weight``), ``gate_entropy`` (mean entropy of
+    ḡ, nats) and ``gate_mean_e{m}`` (batch-mean ḡ_m); and ``self.last_gate`` holds ḡ
+    (detached) for routing analysis. ``monolithic`` and ``dense_ensemble`` report
+    nothing and leave ``last_gate`` None.
+
+    Load balancing works on utterances, the unit SMEAR routes:
+    ``mse`` = mean_m (mean_b ḡ_bm - 1/M)², as in the authors' code, 0 iff the batch
+    uses experts equally on average; ``switch`` = M Σ_m f_m P_m (Switch Transformer),
+    with f_m the fraction of routing slots (utterances x top_k; arg-max of ḡ for
+    ``smear``) sent to expert m and P_m = mean_b ḡ_bm; 1 when balanced.
+
+    Args:
+        input_size: Feature dimension of the input (e.g. 80 for fbank, or the frozen
+            encoder's output size).
+        output_size: Output dimension (the encoder's ``input_size``).
+        hidden_size: Hidden width of each expert MLP.
+        num_experts: Number of experts M (ignored by ``monolithic``).
+        variant: ``smear``, ``monolithic``, ``dense_ensemble`` or ``hard_topk``.
+        downsample_rate: Time reduction of the downsampler. In front of an encoder
+            whose ``input_layer`` already subsamples 4x, keep it at 1 or 2 so enough
+            frames remain for character CTC (output frames must exceed the label
+            length); on a frozen encoder's output (already 40 ms/frame) use 1.
+        gate_type: ``linear`` or ``mlp`` per-frame gate.
+        gate_hidden_size: Hidden width of the ``mlp`` gate.
+        top_k: Experts per utterance for ``hard_topk``.
+        topk_renormalize: ``hard_topk`` weights are the selected gates divided by
+            their sum. Note that with ``top_k: 1`` this weight is exactly 1, so the
+            gate learns only through the load-balancing loss; ``false`` weights by
+            the raw ḡ instead (Switch Transformer style), which lets the task loss
+            train the gate.
+        load_balance_type: ``mse`` or ``switch`` (see above).
+        activation: Expert activation: ``relu``, ``gelu``, ``swish`` or ``tanh``.
+        dropout: Dropout on the experts' hidden activation.
+    """
+
+    @typechecked
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int = 256,
+        hidden_size: int = 1024,
+        num_experts: int = 4,
+        variant: str = "smear",
+        downsample_rate: int = 1,
+        gate_type: str = "linear",
+        gate_hidden_size: int = 256,
+        top_k: int = 1,
+        topk_renormalize: bool = True,
+        load_balance_type: str = "mse",
+        activation: str = "relu",
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        if load_balance_type not in LOAD_BALANCE_TYPES:
+            raise ValueError(
+                f"load_balance_type must be one of {LOAD_BALANCE_TYPES}, "
+                f"got {load_balance_type!r}"
+            )
+        if variant == "monolithic":
+            num_experts = 1
+        if num_experts < 1:
+            raise ValueError(f"num_experts must be >= 1, got {num_experts}")
+        if variant == "hard_topk" and not 1 <= top_k <= num_experts:
+            raise ValueError(
+                f"top_k must be in [1, num_experts={num_experts}] for hard_topk, "
+                f"got {top_k}"
+            )
+        self.variant = variant
+        self.num_experts = num_experts
+        self.top_k = top_k
+        self.topk_renormalize = topk_renormalize
+        self.load_balance_type = load_balance_type
+        self._output_size = output_size
+
+        self.downsampler = Conv1dDownsampler(input_size, downsample_rate)
+        self.gate: Optional[UtteranceGate] = None
+        if variant in ("smear", "hard_topk"):
+            self.gate = UtteranceGate(
+                input_size, num_experts, gate_type, gate_hidden_size
+            )
+        self.experts = ExpertMLPBank(
+            num_experts, input_size, hidden_size, output_size, activation, dropout
+        )
+        self.last_gate: Optional[torch.Tensor] = None
+
+        shared = sum(p.numel() for p in self.downsampler.parameters())
+        if self.gate is not None:
+            shared += sum(p.numel() for p in self.gate.parameters())
+        active_experts = {"dense_ensemble": num_experts, "hard_topk": top_k}
+        self.num_params_total = shared + num_experts * self.experts.expert_size()
+        self.num_params_active = (
+            shared + active_experts.get(variant, 1) * self.experts.expert_size()
+        )
+        logging.info(
+            f"SmearProjector(variant={variant}, num_experts={num_experts}): "
+            f"{self.num_params_total / 1e6:.3f} M parameters, "
+            f"{self.num_params_active / 1e6:.3f} M active per frame"
+        )
+
+    def output_size(self) -> int:
+        return self._output_size
+
+    def forward(
+        self, input: torch.Tensor, input_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Project ``input`` [B, T, D_in] -> ([B, T // r, D_out], lengths [B]).
+
+        Output frames past each utterance's length are zero.
+        """
+        x, lengths = self.downsampler(input, input_lengths)
+        if self.variant == "monolithic":
+            y = self.experts.forward_expert(x, 0)
+        elif self.variant == "dense_ensemble":
+            y = self.experts.forward_mean(x)
+        else:
+            gate = self.gate(x, lengths)
+            if self.variant == "smear":
+                y = self.experts.forward_merged(x, gate)
+                routed = gate.argmax(dim=1, keepdim=True)  # f_m of the switch loss
+            else:
+                top_gate, routed = gate.topk(self.top_k, dim=1)
+                if self.topk_renormalize:
+                    top_gate = top_gate / top_gate.sum(dim=1, keepdim=True)
+                y = self.experts.forward_selected(x, routed, top_gate)
+            self.last_gate = gate.detach()
+            self._set_aux(self._gate_stats(gate, routed))
+        # The biases would otherwise leave nonzero values at padded frames.
+        valid = torch.arange(y.size(1), device=y.device) < lengths.unsqueeze(1)
+        return y * valid.unsqueeze(2).to(y.dtype), lengths
+
+    def _gate_stats(
+        self, gate: torch.Tensor, routed: torch.Tensor
+    ) -> Dict[str, torch.Tensor]:
+        """Load-balancing loss and routing statistics from ḡ [B, M], routed [B, k]."""
+        mean_gate = gate.mean(dim=0)  # P_m
+        if self.load_balance_type == "mse":
+            load_balance = (mean_gate - 1.0 / self.num_experts).pow(2).mean()
+        else:
+            counts = torch.zeros_like(mean_gate).index_add_(
+                0, routed.flatten(), torch.ones_like(routed.flatten(), dtype=gate.dtype)
+            )
+            fraction = counts / routed.numel()  # f_m, not differentiable by design
+            load_balance = self.num_experts * (fraction * mean_gate).sum()
+        entropy = -(gate * gate.clamp_min(1e-12).log()).sum(dim=1).mean()
+        stats = {"load_balance": load_balance, "gate_entropy": entropy.detach()}
+        for m in range(self.num_experts):
+            stats[f"gate_mean_e{m}"] = mean_gate[m].detach()
+        return stats

@@ -1,0 +1,120 @@
+"""Python API: transcribe audio with a trained model, optionally under a language prior.
+
+>>> s2t = Speech2Text("exp/asr/config.yaml", "exp/asr/valid.loss.ave.pth")
+>>> s2t.set_language_prior(["hi", "mr"])           # expert pruning (hard) ...
+>>> s2t.set_language_prior(["hi"], mode="soft")     # ... or a soft bias
+>>> result = s2t(waveform_16k)                      # -> Result(text=..., lang=...)
+"""
+import dataclasses
+from typing import List, Optional, Sequence, Union
+
+import espnet_plugins  # noqa: F401
+
+import numpy as np
+import torch
+from espnet2.text.build_tokenizer import build_tokenizer
+from espnet2.text.token_id_converter import TokenIDConverter
+
+from espnet_plugins.inference.ctc_decoding import ctc_greedy, ctc_prefix_beam_search
+from espnet_plugins.tasks.asr import MoEASRTask
+
+DECODING_METHODS = ("ctc_greedy", "ctc_prefix_beam")
+
+
+@dataclasses.dataclass
+class Result:
+    text: str
+    tokens: List[str]
+    token_ids: List[int]
+    lang: Optional[str] = None  # router's utterance-level language, if the model has one
+    lang_posterior: Optional[List[float]] = None
+
+
+class Speech2Text:
+    """Loads ``config.yaml`` + checkpoint through :class:`MoEASRTask` and decodes with CTC.
+
+    Args:
+        decoding: ``ctc_greedy`` (batched arg-max) or ``ctc_prefix_beam``.
+        allowed_langs / prior_mode / soft_floor: language prior, see
+            :meth:`set_language_prior`.
+    """
+
+    def __init__(
+        self,
+        asr_train_config: str,
+        asr_model_file: Optional[str] = None,
+        device: str = "cpu",
+        decoding: str = "ctc_greedy",
+        beam_size: int = 8,
+        allowed_langs: Optional[Sequence[str]] = None,
+        prior_mode: str = "hard",
+        soft_floor: float = 0.1,
+    ):
+        if decoding not in DECODING_METHODS:
+            raise ValueError(f"decoding must be one of {DECODING_METHODS}, got {decoding!r}")
+        model, args = MoEASRTask.build_model_from_file(asr_train_config, asr_model_file, device)
+        self.model = model.eval()
+        self.device = device
+        self.decoding = decoding
+        self.beam_size = beam_size
+        self.langs: Optional[List[str]] = getattr(model, "langs", None) or getattr(args, "lang_list", None)
+        self.converter = TokenIDConverter(token_list=model.token_list)
+        self.tokenizer = build_tokenizer(token_type=args.token_type, bpemodel=args.bpemodel)
+        self.set_language_prior(allowed_langs, prior_mode, soft_floor)
+
+    def set_language_prior(
+        self, allowed_langs: Optional[Sequence[str]], mode: str = "hard", soft_floor: float = 0.1
+    ) -> None:
+        """Restrict routing to ``allowed_langs`` (``None`` = no prior).
+
+        ``hard`` masks router logits outside the set (expert pruning); ``soft`` only
+        biases them by ``log(soft_floor)``, so a wrong prior degrades gracefully.
+        """
+        if mode not in ("hard", "soft"):
+            raise ValueError(f"prior mode must be 'hard' or 'soft', got {mode!r}")
+        modules = [m for m in (self.model.preencoder, self.model.encoder) if hasattr(m, "set_language_prior")]
+        if allowed_langs is not None and not modules:
+            raise ValueError("allowed_langs was given but this model has no language router to restrict")
+        ids = None
+        if allowed_langs is not None:
+            unknown = [x for x in allowed_langs if x not in (self.langs or [])]
+            if unknown or not allowed_langs:
+                raise ValueError(f"allowed_langs {list(allowed_langs)}: unknown {unknown}; the model knows {self.langs}")
+            ids = [self.langs.index(x) for x in allowed_langs]
+        for m in modules:
+            m.set_language_prior(ids, mode=mode, soft_floor=soft_floor)
+
+    @torch.no_grad()
+    def batch(self, speech: torch.Tensor, lengths: torch.Tensor) -> List[Result]:
+        """Decode a padded batch: speech [B, S] float, lengths [B]."""
+        speech, lengths = speech.to(self.device), lengths.to(self.device)
+        enc, enc_lens = self.model.encode(speech, lengths)
+        if isinstance(enc, tuple):
+            enc = enc[0]
+        aux = self.model.pop_aux() if hasattr(self.model, "pop_aux") else {}
+        log_probs = self.model.ctc.log_softmax(enc)
+        if self.decoding == "ctc_greedy":
+            hyps = ctc_greedy(log_probs, enc_lens)
+        else:
+            hyps = [ctc_prefix_beam_search(lp[:n], self.beam_size)[0][0] for lp, n in zip(log_probs, enc_lens)]
+        langs, posts = self._utterance_langs(aux, len(hyps))
+        results = []
+        for i, ids in enumerate(hyps):
+            tokens = self.converter.ids2tokens(ids)
+            text = self.tokenizer.tokens2text(tokens) if self.tokenizer is not None else "".join(tokens)
+            results.append(Result(text, tokens, ids, langs[i], posts[i]))
+        return results
+
+    def __call__(self, speech: Union[np.ndarray, torch.Tensor]) -> Result:
+        speech = torch.as_tensor(speech, dtype=torch.float32)
+        return self.batch(speech[None], torch.tensor([speech.shape[-1]]))[0]
+
+    def _utterance_langs(self, aux, batch_size: int):
+        """Utterance language = arg-max of the router's mean log-posterior over valid frames."""
+        if "lid_logits" not in aux or not self.langs:
+            return [None] * batch_size, [None] * batch_size
+        logits, lengths = aux["lid_logits"], aux["lid_lengths"]
+        valid = (torch.arange(logits.size(1), device=logits.device)[None, :] < lengths[:, None]).float()
+        mean_logp = (logits.log_softmax(-1) * valid[..., None]).sum(1) / valid.sum(1, keepdim=True).clamp(min=1)
+        post = mean_logp.softmax(-1)
+        return [self.langs[i] for i in post.argmax(-1).tolist()], post.tolist()

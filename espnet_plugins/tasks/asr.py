@@ -1,0 +1,186 @@
+"""``MoEASRTask``: ESPnet's ASR task plus this package's modules and language labels.
+
+ESPnet 202511 has no plugin mechanism: ``ASRTask.build_model`` looks classes up in the
+module-level ``ClassChoices`` objects of :mod:`espnet2.tasks.asr`. Registration
+therefore adds our classes to *those* objects (lower-case keys). Because stock ESPnet
+code (``espnet2.bin.asr_inference.Speech2Text``, ``espnet2.bin.pack``) builds models
+through the same objects, a model trained with this task can be loaded by stock ESPnet
+tools too, as long as :func:`register` ran first (importing this module runs it).
+
+Language labels: the data key ``lang`` (an ``utt2lang`` file, loader type ``text``,
+value = one language or a space-separated sequence for code-switched utterances) is
+mapped to integer ids through ``--lang_list`` (a file with one language per line, or a
+list), which is stored in ``config.yaml`` like ``--token_list`` so the packed model is
+portable. Modules whose constructor takes ``langs`` get it injected from the list.
+"""
+import argparse
+import inspect
+import logging
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import espnet_plugins  # noqa: F401  (offline + quiet import hook, before espnet2)
+
+import numpy as np
+import torch
+from espnet2.tasks import asr as espnet_asr
+from espnet2.tasks.asr import ASRTask
+from espnet2.utils.types import str2bool, str_or_none
+from typeguard import typechecked
+
+from espnet_plugins.asr.espnet_model import MoEASRModel
+
+LANG_KEY = "lang"
+
+# name in espnet2.tasks.asr -> {config key: class}
+_REGISTRY: Dict[str, Dict[str, type]] = {
+    "model_choices": {"moe_espnet": MoEASRModel},
+}
+
+
+def _optional_modules() -> None:
+    """Add the method modules. Imported here (not at the top) to keep the table in one place."""
+    from espnet_plugins.asr.encoder.blr_moe_encoder import BLRMoEEncoder
+    from espnet_plugins.asr.frontend.frozen_encoder_frontend import FrozenEncoderFrontend
+    from espnet_plugins.asr.preencoder.smear_projector import SmearProjector
+
+    _REGISTRY.setdefault("encoder_choices", {})["blr_moe"] = BLRMoEEncoder
+    _REGISTRY.setdefault("preencoder_choices", {})["smear_moe"] = SmearProjector
+    _REGISTRY.setdefault("frontend_choices", {})["frozen_encoder"] = FrozenEncoderFrontend
+
+
+def register() -> None:
+    """Add this package's classes to ESPnet's ASR ClassChoices (idempotent)."""
+    for choices_name, classes in _REGISTRY.items():
+        choices = getattr(espnet_asr, choices_name)
+        for key, cls in classes.items():
+            if choices.base_type is not None and not issubclass(cls, choices.base_type):
+                raise TypeError(f"{cls} must subclass {choices.base_type} to be a {choices_name} entry")
+            choices.classes[key.lower()] = cls
+
+
+try:
+    _optional_modules()
+except ImportError as e:  # a method module not written yet must not break the dense baseline
+    if "espnet_plugins" not in str(e):
+        raise
+    logging.debug(f"MoE modules not registered: {e}")
+register()
+
+
+def read_lang_list(lang_list: Union[str, Sequence[str]]) -> List[str]:
+    """``--lang_list`` as a list: a file with one language per line, or already a list."""
+    if isinstance(lang_list, str):
+        with open(lang_list, encoding="utf-8") as f:
+            langs = [line.strip() for line in f if line.strip()]
+    else:
+        langs = [str(x) for x in lang_list]
+    if len(set(langs)) != len(langs):
+        raise ValueError(f"--lang_list has duplicate languages: {langs}")
+    return langs
+
+
+class LanguageLabelPreprocessor:
+    """Wraps ESPnet's preprocessor: turns the ``lang`` string into an int64 id array.
+
+    Unknown languages raise an error naming the utterance, so a data dir that does not
+    match the model's ``lang_list`` fails loudly instead of training on wrong labels.
+    """
+
+    def __init__(self, inner: Optional[Callable], langs: Sequence[str]):
+        self.inner = inner
+        self.lang2id = {lang: i for i, lang in enumerate(langs)}
+
+    def __call__(self, uid: str, data: Dict[str, Union[str, np.ndarray]]) -> Dict[str, np.ndarray]:
+        if LANG_KEY in data and isinstance(data[LANG_KEY], str):
+            try:
+                ids = [self.lang2id[x] for x in data[LANG_KEY].split()]
+            except KeyError as e:
+                raise ValueError(
+                    f"utterance {uid}: language {e.args[0]!r} is not in the lang_list "
+                    f"{list(self.lang2id)}; fix utt2lang or regenerate the lang_list"
+                ) from None
+            data[LANG_KEY] = np.array(ids, dtype=np.int64)
+        return self.inner(uid, data) if self.inner is not None else data
+
+
+class MoEASRTask(ASRTask):
+    """ASR task with MoE modules, language labels and router-only training."""
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser):
+        super().add_task_arguments(parser)
+        # Our model behaves exactly like ESPnet's when no module reports aux losses, and
+        # adds them (LID, load balance) when one does; `model: espnet` still works.
+        parser.set_defaults(model="moe_espnet")
+        group = parser.add_argument_group(description="MoE / language related")
+        group.add_argument(
+            "--lang_list",
+            type=str_or_none,
+            default=None,
+            help="File with one language per line (order = expert / LID class order). "
+            "Needed by models with language experts or a LID loss.",
+        )
+        group.add_argument(
+            "--train_router_only",
+            type=str2bool,
+            default=False,
+            help="Router augmentation: freeze every parameter except the language "
+            "router(s); training data then needs only speech + lang (no text).",
+        )
+
+    @classmethod
+    def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        if cls._router_only and not inference:
+            return ("speech", LANG_KEY)
+        return super().required_data_names(train, inference)
+
+    @classmethod
+    def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        names = super().optional_data_names(train, inference)
+        return names + ((LANG_KEY,) if not cls._router_only else ("text",))
+
+    _router_only = False
+
+    @classmethod
+    def main_worker(cls, args: argparse.Namespace):
+        # required/optional_data_names are classmethods without access to args.
+        cls._router_only = bool(getattr(args, "train_router_only", False))
+        super().main_worker(args)
+
+    @classmethod
+    @typechecked
+    def build_preprocess_fn(cls, args: argparse.Namespace, train: bool) -> Optional[Callable]:
+        inner = super().build_preprocess_fn(args, train)
+        if getattr(args, "lang_list", None) is None:
+            return inner
+        return LanguageLabelPreprocessor(inner, read_lang_list(args.lang_list))
+
+    @classmethod
+    @typechecked
+    def build_model(cls, args: argparse.Namespace) -> MoEASRModel:
+        langs = None
+        if getattr(args, "lang_list", None) is not None:
+            langs = read_lang_list(args.lang_list)
+            args.lang_list = langs  # stored in config.yaml: the packed model is portable
+            for name in ("frontend", "preencoder", "encoder", "model"):
+                _inject_langs(args, name, langs)
+        model = super().build_model(args)
+        if getattr(args, "train_router_only", False):
+            model.freeze_all_but_router()
+        return model
+
+
+def _inject_langs(args: argparse.Namespace, name: str, langs: List[str]) -> None:
+    """Pass ``langs`` to a module whose constructor takes it, unless the config set it."""
+    key = getattr(args, name, None)
+    if key is None:
+        return
+    cls = getattr(espnet_asr, f"{name}_choices").get_class(key)
+    conf = getattr(args, f"{name}_conf")
+    if "langs" in inspect.signature(cls.__init__).parameters:
+        if conf.get("langs") not in (None, langs):
+            raise ValueError(
+                f"{name}_conf.langs={conf['langs']} disagrees with --lang_list {langs}; "
+                f"remove {name}_conf.langs or fix the lang_list"
+            )
+        conf["langs"] = list(langs)

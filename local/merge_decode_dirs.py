@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""Merge per-job decode outputs (``text``, ``token``, ``lang``, ``rtf.json``) into one dir."""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("parts", nargs="+", type=Path)
+    a = p.parse_args()
+    for name in ("token", "lang", "text"):  # text last: its presence marks a finished merge
+        rows = {}
+        for part in a.parts:
+            f = part / name
+            if f.exists():
+                for line in f.read_text(encoding="utf-8").splitlines():
+                    key, _, value = line.partition(" ")
+                    rows[key] = value
+        if name == "text" or rows:
+            # empty hypotheses are legal: write "key" alone, as Kaldi does
+            tmp = a.out / f".{name}.tmp"
+            tmp.write_text("".join(f"{k} {v}".rstrip() + "\n" for k, v in sorted(rows.items(), key=lambda kv: kv[0].encode())), encoding="utf-8")
+            tmp.replace(a.out / name)
+    stats = [json.loads((part / "rtf.json").read_text()) for part in a.parts if (part / "rtf.json").exists()]
+    if stats:
+        audio = sum(s["audio_seconds"] for s in stats)
+        decode = sum(s["decode_seconds"] for s in stats)
+        merged = dict(stats[0], audio_seconds=audio, decode_seconds=decode, rtf=decode / audio if audio else None, jobs=len(stats))
+        (a.out / "rtf.json").write_text(json.dumps(merged, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""BLRMoEEncoder: ESPnet encoder contract, padding invariance, equivalence with a dense
+encoder, expert pruning, decoupled router, and a short training run."""
+import pytest
+import torch
+
+from espnet_plugins.asr.encoder.blr_moe_encoder import BLRMoEEncoder
+
+torch.set_num_threads(1)
+LANGS = ["hi", "mr", "ta"]
+IDIM = 20
+
+
+def tiny(**overrides):
+    conf = dict(
+        input_size=IDIM,
+        output_size=16,
+        attention_heads=2,
+        linear_units=24,
+        num_shared_blocks=2,
+        num_moe_blocks=2,
+        langs=LANGS,
+        router_channels=16,
+        cnn_module_kernel=5,
+    )
+    conf.update(overrides)
+    torch.manual_seed(0)
+    return BLRMoEEncoder(**conf)
+
+
+def batch(lengths, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(len(lengths), max(lengths), IDIM, generator=g)
+    ilens = torch.tensor(lengths)
+    x = x * (torch.arange(max(lengths)) < ilens.unsqueeze(1)).unsqueeze(-1)
+    return x, ilens
+
+
+def test_defaults_contract():
+    enc = BLRMoEEncoder(input_size=80, langs=LANGS)
+    assert enc.output_size() == 144 and enc.langs == LANGS and enc.num_experts == 3
+    x = torch.randn(2, 41, 80)
+    out, olens, states = enc(x, torch.tensor([41, 30]))
+    assert states is None
+    assert out.shape == (2, 9, 144) and olens.tolist() == [9, 6]
+    aux = enc.pop_aux()
+    assert aux["lid_logits"].shape == (2, 9, 3)
+    assert aux["lid_lengths"].tolist() == [9, 6]
+    fractions = torch.stack([aux[f"route_frac_{lang}"] for lang in LANGS])
+    torch.testing.assert_close(fractions.sum(), torch.tensor(1.0))
+    assert enc.pop_aux() == {}
+    (out.mean() + aux["lid_logits"].mean()).backward()
+    assert all(p.grad is not None for p in enc.router_parameters())
+
+
+def test_language_inventory_errors():
+    with pytest.raises(ValueError, match="lang_list"):
+        tiny(langs=None)
+    with pytest.raises(ValueError, match="num_experts=2"):
+        tiny(num_experts=2)
+    enc = tiny(langs=None, num_experts=2)
+    assert enc.langs is None and enc.num_experts == 2
+    with pytest.raises(ValueError, match="q, k, v, o"):
+        tiny(moe_attention_projections=["v", "x"])
+
+
+@pytest.mark.parametrize(
+    "input_layer", ["conv2d", "conv2d2", "conv2d6", "conv2d8", "linear"]
+)
+def test_output_lengths_are_arithmetic(input_layer):
+    enc = tiny(input_layer=input_layer, num_shared_blocks=0, num_moe_blocks=1).eval()
+    for length in (15, 16, 17, 50):
+        out, olens, _ = enc(*batch([length]))
+        assert olens.item() == out.size(1) > 0
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [
+        dict(block_type="conformer", router_type="tdnn"),
+        dict(block_type="conformer", router_type="linear"),
+        dict(block_type="transformer", router_type="tdnn", macaron_style=False),
+        dict(block_type="transformer", router_type="linear"),
+        dict(routing="utterance", moe_attention_projections=["q", "k", "v", "o"]),
+    ],
+    ids=[
+        "conformer-tdnn",
+        "conformer-linear",
+        "transformer-tdnn",
+        "transformer-linear",
+        "utterance-qkvo",
+    ],
+)
+def test_padding_invariance(conf):
+    """An utterance alone == the same utterance in a zero-padded batch (eval mode)."""
+    enc = tiny(**conf).eval()
+    # 58 frames alone: 13 outputs; stock ESPnet mask slicing gives 15 in this batch.
+    lengths = [75, 58, 31]
+    x, ilens = batch(lengths)
+    with torch.no_grad():
+        out, olens, _ = enc(x, ilens)
+        logits = enc.pop_aux()["lid_logits"]
+        for i, length in enumerate(lengths):
+            alone, alone_len, _ = enc(x[i : i + 1, :length], ilens[i : i + 1])
+            alone_logits = enc.pop_aux()["lid_logits"]
+            n = alone_len.item()
+            assert olens[i].item() == n == alone.size(1)
+            torch.testing.assert_close(out[i, :n], alone[0], atol=1e-5, rtol=0)
+            torch.testing.assert_close(
+                logits[i, :n], alone_logits[0], atol=1e-5, rtol=0
+            )
+
+
+def _dense_copy(moe_enc, expert, **conf):
+    """The same network with dense layers holding ``expert``'s weights."""
+    dense = tiny(num_shared_blocks=len(moe_enc.encoders), num_moe_blocks=0, **conf)
+    state = {}
+    moe_state = moe_enc.state_dict()
+    for name, target in dense.state_dict().items():
+        source = moe_state[name]
+        if source.shape != target.shape:  # expert weight [E, in, out] or bias [E, out]
+            source = source[expert].T if source.dim() == 3 else source[expert]
+        state[name] = source
+    dense.load_state_dict(state)
+    return dense
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [
+        dict(langs=["hi"], moe_attention_projections=["q", "k", "v", "o"]),
+        dict(block_type="transformer", moe_ffn="second"),
+        dict(router_type="linear", moe_attention_projections=[]),
+    ],
+    ids=["E1-qkvo", "transformer-vo", "lr-moe"],
+)
+def test_one_language_equals_dense(conf):
+    moe = tiny(**conf).eval()
+    expert = moe.num_experts - 1
+    moe.set_language_prior([expert])  # every frame -> the last expert
+    dense = _dense_copy(moe, expert, **conf).eval()
+    x, ilens = batch([60, 43])
+    with torch.no_grad():
+        out, olens, _ = moe(x, ilens)
+        ref, ref_lens, _ = dense(x, ilens)
+    assert torch.equal(olens, ref_lens)
+    for i, n in enumerate(olens.tolist()):
+        torch.testing.assert_close(out[i, :n], ref[i, :n], atol=1e-5, rtol=0)
+
+
+def _strongly_prefer(enc, lang):
+    """Make the router pick ``lang`` everywhere (by a large margin)."""
+    router = enc.router
+    last = router.output[-1] if router.router_type == "tdnn" else router.output
+    with torch.no_grad():
+        last.bias[lang] += 20.0
+
+
+@pytest.mark.parametrize("router_type", ["tdnn", "linear"])
+def test_pruning(router_type):
+    enc = tiny(router_type=router_type).eval()
+    x, ilens = batch([60, 43, 30])
+    with torch.no_grad():
+        base, _, _ = enc(x, ilens)
+        base_aux = enc.pop_aux()
+
+        enc.set_language_prior(range(len(LANGS)))  # allowed = all: a no-op
+        out, _, _ = enc(x, ilens)
+        assert torch.equal(out, base)
+        assert torch.equal(enc.pop_aux()["lid_logits"], base_aux["lid_logits"])
+
+        _strongly_prefer(enc, 1)
+        enc.set_language_prior([0, 2])  # hard: expert "mr" pruned
+        enc(x, ilens)
+        aux = enc.pop_aux()
+        assert aux["route_frac_mr"] == 0
+        kept = aux["route_frac_hi"] + aux["route_frac_ta"]
+        assert kept.item() == pytest.approx(1.0)
+        frames = torch.arange(aux["lid_logits"].size(1))
+        valid = frames < aux["lid_lengths"].unsqueeze(1)
+        assert (aux["lid_logits"].argmax(-1)[valid] != 1).all()
+        assert torch.isfinite(aux["lid_logits"]).all()  # LID losses stay finite
+
+        enc.set_language_prior([0, 2], mode="soft", soft_floor=0.1)
+        enc(x, ilens)
+        soft = enc.pop_aux()
+        enc.set_language_prior(None)
+        enc(x, ilens)
+        free = enc.pop_aux()
+    # Soft prior: logits of disallowed languages move by log(0.1), yet a strongly
+    # preferred disallowed language is still chosen.
+    delta = soft["lid_logits"] - free["lid_logits"]
+    torch.testing.assert_close(delta[..., 1], torch.full_like(delta[..., 1], -2.302585))
+    assert delta[..., [0, 2]].abs().max() == 0
+    assert soft["route_frac_mr"] > 0.9
+    with pytest.raises(ValueError, match="non-empty"):
+        enc.set_language_prior([3])
+
+
+@pytest.mark.parametrize("router_detach", [True, False])
+def test_router_detach(router_detach):
+    enc = tiny(router_detach=router_detach)
+    x, ilens = batch([60, 43])
+    enc(x, ilens)
+    aux = enc.pop_aux()
+    logits = aux["lid_logits"].reshape(-1, len(LANGS))
+    target = torch.zeros(len(logits), dtype=torch.long)
+    torch.nn.functional.cross_entropy(logits, target).backward()
+    router = {id(p) for p in enc.router_parameters()}
+    others = list(enc.non_router_parameters())
+    assert len(router) + len(others) == len(list(enc.parameters()))
+    assert all(p.grad is not None for p in enc.router_parameters())
+    touched = [p for p in others if p.grad is not None and p.grad.abs().sum() > 0]
+    if router_detach:
+        assert touched == []
+    else:
+        assert any(p is enc.encoders[0].feed_forward.w_1.weight for p in touched)
+
+
+def test_short_training_lowers_ctc_and_lid_loss():
+    torch.manual_seed(0)
+    enc = tiny()
+    vocab = 8
+    head = torch.nn.Linear(enc.output_size(), vocab)
+    x, ilens = batch([80, 64, 72, 56], seed=1)
+    langs = torch.tensor([0, 1, 2, 1])
+    g = torch.Generator().manual_seed(2)
+    targets = torch.randint(1, vocab, (4, 5), generator=g)
+    opt = torch.optim.Adam(list(enc.parameters()) + list(head.parameters()), lr=3e-3)
+
+    def losses():
+        out, olens, _ = enc(x, ilens)
+        aux = enc.pop_aux()
+        log_probs = head(out).log_softmax(-1).transpose(0, 1)
+        ctc = torch.nn.functional.ctc_loss(
+            log_probs, targets, olens, torch.full((4,), 5), zero_infinity=True
+        )
+        logits = aux["lid_logits"]
+        valid = torch.arange(logits.size(1)) < aux["lid_lengths"].unsqueeze(1)
+        frame_langs = langs.unsqueeze(1).expand(-1, logits.size(1))
+        lid = torch.nn.functional.cross_entropy(logits[valid], frame_langs[valid])
+        return ctc, lid
+
+    first = [v.item() for v in losses()]
+    for _ in range(12):
+        ctc, lid = losses()
+        opt.zero_grad()
+        (ctc + 0.3 * lid).backward()
+        opt.step()
+    last = [v.item() for v in losses()]
+    assert last[0] < first[0] and last[1] < first[1], (first, last)

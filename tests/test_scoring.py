@@ -1,0 +1,147 @@
+"""local/score.py against hand-computed WER/CER, LID accuracy, RTF and RESULTS.md updates."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("score", ROOT / "local" / "score.py")
+score = importlib.util.module_from_spec(_spec)
+sys.modules["score"] = score  # dataclasses look their module up there
+_spec.loader.exec_module(score)
+
+
+def _write(path: Path, lines) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+@pytest.fixture
+def sets(tmp_path):
+    """Two test sets with hand-counted errors (see the comments for each utterance).
+
+    Character tokens are code points with spaces as <space>, e.g. "a b" = a <space> b.
+    """
+    t1_ref, t1_dec = tmp_path / "data" / "t1", tmp_path / "exp" / "t1"
+    _write(t1_ref / "text", [
+        "a1 a b c d",          # hyp "a x c e f": words S2 I1 / 4; chars S2 I2 / 7
+        "a2 Hello, World!",    # hyp "hello world": 0 errors after normalisation / 2 words, 11 chars
+        "b1 p q",              # no hyp line: words D2 / 2; chars D3 / 3
+        "b2 r",                # empty hyp: words D1 / 1; chars D1 / 1
+        "c1 m n",              # hyp "m n o": words I1 / 2; chars I2 / 3
+    ])
+    _write(t1_ref / "utt2lang", ["a1 hi", "a2 hi", "b1 ta", "b2 ta", "c1 te hi"])
+    _write(t1_dec / "text", ["a1 a x c e f", "a2 hello world", "b2", "c1 m n o"])
+    # a1 right, a2 wrong, b1 missing (wrong), b2 right, c1 right (te is one of "te hi").
+    _write(t1_dec / "lang", ["a1 hi", "a2 mr", "b2 ta", "c1 te"])
+    (t1_dec / "rtf.json").write_text(json.dumps({"audio_seconds": 10.0, "decode_seconds": 2.0}))
+
+    t2_ref, t2_dec = tmp_path / "data" / "t2", tmp_path / "exp" / "t2"
+    _write(t2_ref / "text", ["d1 s t"])  # exact hyp: 2 words, 3 chars, no lang / rtf files
+    _write(t2_ref / "utt2lang", ["d1 mr"])
+    _write(t2_dec / "text", ["d1 s t"])
+    return tmp_path, [f"t1={t1_ref}:{t1_dec}", f"t2={t2_ref}:{t2_dec}"]
+
+
+def test_hand_counted_scores(sets, caplog):
+    tmp_path, tests = sets
+    out = score.main([*(a for t in tests for a in ("--test", t)), "--out_json", str(tmp_path / "s.json")])
+    assert json.loads((tmp_path / "s.json").read_text()) == out
+    t1 = out["test_sets"]["t1"]
+    assert t1["num_utts"] == 5 and t1["missing_hyp"] == 1
+    assert t1["words"] == {"ref": 11, "sub": 2, "del": 3, "ins": 2, "err": 7}
+    assert t1["chars"] == {"ref": 25, "sub": 2, "del": 4, "ins": 4, "err": 10}
+    assert t1["wer_pct"] == pytest.approx(700 / 11) and t1["cer_pct"] == pytest.approx(40.0)
+
+    per_lang = t1["per_lang"]
+    assert list(per_lang) == ["hi", "ta", "hi+te"]  # code-switched group after single languages
+    assert per_lang["hi"]["words"]["err"] == 3 and per_lang["hi"]["wer_pct"] == pytest.approx(50.0)
+    assert per_lang["hi"]["cer_pct"] == pytest.approx(400 / 18)
+    assert per_lang["ta"]["wer_pct"] == pytest.approx(100.0) and per_lang["ta"]["cer_pct"] == pytest.approx(100.0)
+    assert per_lang["ta"]["missing_hyp"] == 1
+    assert per_lang["hi+te"]["wer_pct"] == pytest.approx(50.0)
+    assert per_lang["hi+te"]["cer_pct"] == pytest.approx(200 / 3)
+
+    assert t1["lid"] == {"acc_pct": pytest.approx(60.0), "correct": 3, "total": 5, "missing": 1}
+    assert per_lang["hi+te"]["lid"]["acc_pct"] == 100.0 and per_lang["hi"]["lid"]["acc_pct"] == 50.0
+    assert t1["rtf"]["rtf"] == pytest.approx(0.2)
+
+    t2 = out["test_sets"]["t2"]
+    assert t2["wer_pct"] == 0.0 and "lid" not in t2 and t2["rtf"] is None
+
+    overall = out["overall"]  # micro-average: counts summed over both sets
+    assert overall["num_utts"] == 6
+    assert overall["wer_pct"] == pytest.approx(700 / 13) and overall["cer_pct"] == pytest.approx(1000 / 28)
+    assert overall["lid"]["acc_pct"] == pytest.approx(60.0)  # only t1 has predictions
+    assert overall["rtf"]["rtf"] == pytest.approx(0.2)
+    assert set(overall["per_lang"]) == {"hi", "mr", "ta", "hi+te"}
+    assert "no line in" in caplog.text and "b1" in caplog.text
+
+
+def test_markdown_table(sets, capsys):
+    _, tests = sets
+    score.main([a for t in tests for a in ("--test", t)])
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == ("|test set|#utt|hi CER|hi WER|mr CER|mr WER|ta CER|ta WER|hi+te CER|hi+te WER"
+                        "|CER|WER|LID acc|RTF|")
+    assert table[2] == "|t1|5|22.2|50.0|-|-|100.0|100.0|66.7|50.0|40.0|63.6|60.0|0.2000|"
+    assert table[3] == "|t2|1|-|-|0.0|0.0|-|-|-|-|0.0|0.0|-|-|"
+    assert table[4] == "|overall|6|22.2|50.0|0.0|0.0|100.0|100.0|66.7|50.0|35.7|53.8|60.0|0.2000|"
+    assert "|t1/ta|2|1|3|0|3|0|100.0|4|0|4|0|100.0|" in table
+
+
+def test_bad_decode_files_name_file_and_line(sets, capsys):
+    tmp_path, tests = sets
+    hyp = tmp_path / "exp" / "t1" / "text"
+    hyp.write_text(hyp.read_text() + "zz9 extra\n", encoding="utf-8")
+    with pytest.raises(SystemExit):
+        score.main(["--test", tests[0]])
+    assert f"{hyp}:5: utterance 'zz9' is not in the reference" in capsys.readouterr().err
+
+    lang = tmp_path / "exp" / "t2" / "lang"
+    _write(lang, ["d1 mr hi"])
+    with pytest.raises(score.ScoringError, match=rf"{lang}:1: expected 'uttid predicted_lang'"):
+        score.score_test_set("t2", *tests[1].split("=", 1)[1].split(":"))
+    with pytest.raises(score.ScoringError, match="exactly one ':'"):
+        score.parse_test_spec("t1=a")
+
+
+def test_results_md_section_is_replaced_not_duplicated(sets):
+    tmp_path, tests = sets
+    md = tmp_path / "RESULTS.md"
+    md.write_text("# RESULTS\n\nHand-written notes stay.\n", encoding="utf-8")
+    common = [a for t in tests for a in ("--test", t)] + ["--results_md", str(md), "--num_threads", "2"]
+    model = tmp_path / "valid.loss.ave.pth"
+    torch.save({"w": torch.zeros(1000, 3), "b": torch.zeros(5)}, model)
+    score.main(common + ["--tag", "model_a", "--config", "conf/a.yaml", "--seed", "3", "--model_file", str(model),
+                         "--model_info", "encoder=blr_moe"])
+    score.main(common + ["--tag", "model_b"])
+    first = md.read_text(encoding="utf-8")
+    assert "- config: `conf/a.yaml`" in first and "- seed: `3`" in first and "- encoder: `blr_moe`" in first
+    assert "- model size: `0.00 M (3,005)`" in first
+    assert "torch threads: 2" in first and "torch 2.9.1" in first and "- command: `local/score.py --test t1=" in first
+
+    # Change a hypothesis and rerun model_a: its section is updated in place, the rest untouched.
+    _write(tmp_path / "exp" / "t2" / "text", ["d1 s"])
+    score.main(common + ["--tag", "model_a", "--command", "./run.sh --stage 9"])
+    second = md.read_text(encoding="utf-8")
+    assert second.count("section begin: model_a") == 1 and second.count("section begin: model_b") == 1
+    assert second.startswith("# RESULTS\n\nHand-written notes stay.\n")
+    assert second.index("## model_a") < second.index("## model_b")  # position kept
+    section_a = second.split("section begin: model_a")[1].split("section end: model_a")[0]
+    assert "|t2|1|-|-|66.7|50.0|" in section_a and "- command: `./run.sh --stage 9`" in section_a
+    assert "- config:" not in section_a  # the header is rebuilt from the new command's options
+    assert second.split("section begin: model_b")[1] == first.split("section begin: model_b")[1]
+
+
+def test_cli_subprocess(sets):
+    tmp_path, tests = sets
+    proc = subprocess.run([sys.executable, str(ROOT / "local" / "score.py"), "--test", tests[1]],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "|t2|1|0.0|0.0|0.0|0.0|-|-|" in proc.stdout

@@ -1,0 +1,263 @@
+"""Tests of the SMEAR-MoE projector (``preencoder: smear_moe``) and its baselines."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from espnet_plugins.asr.preencoder.conv1d_downsampler import Conv1dDownsampler
+from espnet_plugins.asr.preencoder.smear_projector import SmearProjector
+
+torch.set_num_threads(1)
+
+D_IN, HIDDEN, D_OUT, M = 8, 16, 6, 4
+
+
+def make(variant="smear", seed=0, **kwargs):
+    torch.manual_seed(seed)
+    conf = dict(
+        input_size=D_IN, output_size=D_OUT, hidden_size=HIDDEN, num_experts=M
+    )
+    conf.update(kwargs)
+    return SmearProjector(variant=variant, **conf)
+
+
+def batch(lengths=(9, 7, 4), seed=1):
+    torch.manual_seed(seed)
+    lengths = torch.tensor(lengths)
+    return torch.randn(len(lengths), int(lengths.max()), D_IN), lengths
+
+
+def expert(proj, m, x):
+    """Expert ``m`` as a plain MLP on frames ``x`` [..., D_IN]."""
+    e = proj.experts
+    return F.relu(x @ e.w1[m] + e.b1[m]) @ e.w2[m] + e.b2[m]
+
+
+def downsampled(proj, x, lengths):
+    return proj.downsampler(x, lengths)
+
+
+def test_construct_from_defaults_output_size_and_backward():
+    proj = SmearProjector(input_size=D_IN)
+    assert proj.output_size() == 256
+    x, lengths = batch()
+    y, olens = proj(x, lengths)
+    assert y.shape == (3, 9, 256) and olens.tolist() == lengths.tolist()
+    aux = proj.pop_aux()
+    (y.sum() + aux["load_balance"]).backward()
+    assert all(p.grad is not None for p in proj.parameters())
+    assert set(aux) == {"load_balance", "gate_entropy"} | {
+        f"gate_mean_e{m}" for m in range(4)
+    }
+    assert proj.pop_aux() == {}  # popped once
+    assert proj.last_gate.shape == (3, 4) and not proj.last_gate.requires_grad
+
+
+def test_smear_final_linear_is_gate_weighted_sum_of_expert_linears():
+    """The merge is linear: W̄2 h + b̄2 = Σ_m ḡ_m (W2_m h + b2_m) for the same h."""
+    proj = make().eval()
+    x, lengths = batch()
+    y, _ = proj(x, lengths)
+    g, e = proj.last_gate, proj.experts
+    xd, _ = downsampled(proj, x, lengths)
+    w1 = torch.einsum("bm,mio->bio", g, e.w1)
+    hidden = F.relu(torch.bmm(xd, w1) + (g @ e.b1)[:, None])
+    naive = sum(
+        g[:, m, None, None] * (hidden @ e.w2[m] + e.b2[m]) for m in range(M)
+    )
+    for b, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(y[b, :n], naive[b, :n], atol=1e-5, rtol=1e-5)
+
+
+def test_smear_full_mlp_uses_explicitly_merged_weights():
+    proj = make().eval()
+    x, lengths = batch()
+    y, _ = proj(x, lengths)
+    g, e = proj.last_gate, proj.experts
+    xd, _ = downsampled(proj, x, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        merged = [
+            sum(g[b, m] * p[m] for m in range(M)) for p in (e.w1, e.b1, e.w2, e.b2)
+        ]
+        w1, b1, w2, b2 = merged
+        expected = F.relu(xd[b, :n] @ w1 + b1) @ w2 + b2
+        torch.testing.assert_close(y[b, :n], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_gate_is_mean_softmax_over_valid_frames_only():
+    proj = make().eval()
+    x, lengths = batch()
+    proj(x, lengths)
+    xd, _ = downsampled(proj, x, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        expected = torch.softmax(proj.gate.net(xd[b, :n]), dim=-1).mean(0)
+        torch.testing.assert_close(proj.last_gate[b], expected)
+
+
+def test_smear_every_expert_gets_gradient():
+    proj = make()
+    x, lengths = batch()
+    y, _ = proj(x, lengths)
+    y.pow(2).sum().backward()
+    for p in (proj.experts.w1, proj.experts.b1, proj.experts.w2, proj.experts.b2):
+        assert all(p.grad[m].abs().sum() > 0 for m in range(M))
+    assert proj.gate.net.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("top_k", [1, 2])
+def test_hard_topk_only_selected_experts_get_gradient(top_k):
+    proj = make("hard_topk", top_k=top_k, topk_renormalize=False)
+    x, lengths = batch(lengths=(9,))  # one utterance selects top_k < M experts
+    y, _ = proj(x, lengths)
+    y.pow(2).sum().backward()
+    selected = set(proj.last_gate[0].topk(top_k).indices.tolist())
+    assert len(selected) == top_k
+    for m in range(M):
+        got_grad = bool(proj.experts.w1.grad[m].abs().sum() > 0)
+        assert got_grad == (m in selected), (m, selected)
+    # Without renormalisation the task loss trains the gate through ḡ.
+    assert proj.gate.net.weight.grad.abs().sum() > 0
+
+
+def test_hard_topk_output_is_renormalised_gate_weighted_expert_sum():
+    proj = make("hard_topk", top_k=2).eval()
+    x, lengths = batch()
+    y, _ = proj(x, lengths)
+    xd, _ = downsampled(proj, x, lengths)
+    top, idx = proj.last_gate.topk(2, dim=1)
+    weight = top / top.sum(1, keepdim=True)
+    for b, n in enumerate(lengths.tolist()):
+        expected = sum(
+            weight[b, j] * expert(proj, int(idx[b, j]), xd[b, :n]) for j in range(2)
+        )
+        torch.testing.assert_close(y[b, :n], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_dense_ensemble_is_mean_of_all_experts():
+    proj = make("dense_ensemble").eval()
+    assert proj.gate is None
+    x, lengths = batch()
+    y, _ = proj(x, lengths)
+    xd, _ = downsampled(proj, x, lengths)
+    expected = sum(expert(proj, m, xd) for m in range(M)) / M
+    for b, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(y[b, :n], expected[b, :n], atol=1e-5, rtol=1e-5)
+    assert proj.pop_aux() == {} and proj.last_gate is None
+    assert proj.num_params_active == proj.num_params_total
+
+
+def test_monolithic_is_a_plain_mlp():
+    proj = make("monolithic").eval()
+    assert proj.num_experts == 1 and proj.gate is None
+    e = proj.experts
+    mlp = torch.nn.Sequential(
+        torch.nn.Linear(D_IN, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, D_OUT)
+    )
+    with torch.no_grad():
+        mlp[0].weight.copy_(e.w1[0].T)
+        mlp[0].bias.copy_(e.b1[0])
+        mlp[2].weight.copy_(e.w2[0].T)
+        mlp[2].bias.copy_(e.b2[0])
+    x, lengths = batch()
+    y, _ = proj(x, lengths)
+    xd, _ = downsampled(proj, x, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(y[b, :n], mlp(xd[b, :n]), atol=1e-5, rtol=1e-5)
+    downsampler = sum(p.numel() for p in proj.downsampler.parameters())
+    mlp_size = sum(p.numel() for p in mlp.parameters())
+    assert proj.num_params_total == proj.num_params_active == downsampler + mlp_size
+
+
+@pytest.mark.parametrize(
+    "variant", ["smear", "hard_topk", "monolithic", "dense_ensemble"]
+)
+@pytest.mark.parametrize("rate", [1, 2, 3])
+@pytest.mark.parametrize("pad", ["zeros", "noise"])
+def test_padding_invariance(variant, rate, pad):
+    """An utterance alone and inside a padded batch gives the same ḡ and output."""
+    proj = make(variant, downsample_rate=rate, gate_type="mlp").eval()
+    torch.manual_seed(3)
+    short = torch.randn(1, 7, D_IN)
+    padded = torch.randn(2, 13, D_IN)
+    padded[0, 7:] = 0.0 if pad == "zeros" else torch.randn(6, D_IN) * 10
+    padded[0, :7] = short[0]
+    lengths = torch.tensor([7, 13])
+    y_alone, n_alone = proj(short, torch.tensor([7]))
+    g_alone = proj.last_gate
+    y_batch, n_batch = proj(padded, lengths)
+    n = int(n_alone[0])
+    assert n == int(n_batch[0]) == 7 // rate
+    torch.testing.assert_close(y_batch[0, :n], y_alone[0, :n], atol=1e-5, rtol=0)
+    assert torch.all(y_batch[0, n:] == 0)
+    if g_alone is not None:
+        torch.testing.assert_close(proj.last_gate[0], g_alone[0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("rate", [1, 2, 3, 4])
+def test_downsampler_lengths_match_conv_output_sizes(rate):
+    down = Conv1dDownsampler(D_IN, rate)
+    lengths = torch.tensor([17, 13, 8, 5, 4])  # odd and even, some not multiples
+    x = torch.randn(len(lengths), 17, D_IN)
+    y, olens = down(x, lengths)
+    assert y.size(1) == down.output_lengths(lengths.max()).item()
+    for b, n in enumerate(lengths.tolist()):
+        alone = down.reduce(down.smooth(x[b : b + 1, :n].transpose(1, 2)))
+        assert olens[b].item() == alone.size(2) == n // rate
+
+
+def test_downsampler_rejects_too_short_utterance():
+    down = Conv1dDownsampler(D_IN, 4)
+    with pytest.raises(ValueError, match="shorter than downsample_rate=4"):
+        down(torch.randn(2, 6, D_IN), torch.tensor([6, 3]))
+
+
+@pytest.mark.parametrize("variant", ["smear", "hard_topk"])
+def test_load_balance_mse_zero_iff_uniform(variant):
+    proj = make(variant, load_balance_type="mse")
+    uniform = torch.full((3, M), 1.0 / M)
+    routed = torch.zeros(3, 1, dtype=torch.long)
+    assert proj._gate_stats(uniform, routed)["load_balance"].item() == 0.0
+    # Balanced on average over the batch is balanced, too (the authors' definition).
+    balanced = torch.eye(M)
+    assert proj._gate_stats(balanced, torch.arange(M)[:, None])["load_balance"] == 0
+    skewed = torch.softmax(torch.randn(3, M) * 3, dim=-1)
+    assert proj._gate_stats(skewed, routed)["load_balance"].item() > 0
+    stats = proj._gate_stats(uniform, routed)
+    assert stats["gate_entropy"].item() == pytest.approx(math.log(M))
+    assert stats["gate_mean_e0"].item() == pytest.approx(1.0 / M)
+
+
+def test_load_balance_switch_is_one_when_balanced_and_larger_when_collapsed():
+    proj = make(load_balance_type="switch")
+    balanced = torch.eye(M)
+    stats = proj._gate_stats(balanced, torch.arange(M)[:, None])
+    assert stats["load_balance"].item() == pytest.approx(1.0)
+    collapsed = torch.tensor([[0.7, 0.1, 0.1, 0.1]] * M)
+    routed = torch.zeros(M, 1, dtype=torch.long)
+    assert proj._gate_stats(collapsed, routed)["load_balance"].item() == pytest.approx(
+        M * 0.7
+    )
+
+
+def test_load_balance_trains_the_gate():
+    proj = make(load_balance_type="switch")
+    x, lengths = batch()
+    proj(x, lengths)
+    proj.pop_aux()["load_balance"].backward()
+    assert proj.gate.net.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(variant="sparse"), "variant must be one of"),
+        (dict(variant="hard_topk", top_k=5), "top_k must be in"),
+        (dict(load_balance_type="aux"), "load_balance_type must be one of"),
+        (dict(activation="elu"), "activation must be one of"),
+        (dict(gate_type="attention"), "gate_type must be 'linear' or 'mlp'"),
+    ],
+)
+def test_bad_config_raises_clear_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make(**kwargs)

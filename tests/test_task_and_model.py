@@ -1,0 +1,163 @@
+"""ESPnet integration: registration, config printing, language labels, aux losses."""
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from espnet2.asr.ctc import CTC
+from espnet2.asr.encoder.abs_encoder import AbsEncoder
+
+from espnet_plugins.asr.espnet_model import MoEASRModel
+from espnet_plugins.asr.moe_interface import AuxOutputMixin
+from espnet_plugins.tasks.asr import LanguageLabelPreprocessor, MoEASRTask
+
+
+def _print_config(monkeypatch, *argv):
+    # ESPnet's print_config re-parses sys.argv (not main's cmd) and writes to the stdout
+    # bound at import time, so drive it the way the CLI does.
+    monkeypatch.setattr(sys, "argv", ["asr_train", "--print_config", *argv])
+    buf = io.StringIO()
+    MoEASRTask.print_config(file=buf)
+    return yaml.safe_load(buf.getvalue())
+
+
+def test_print_config_has_our_model_and_lang_options(monkeypatch):
+    conf = _print_config(monkeypatch, "--encoder", "conformer")
+    assert conf["model"] == "moe_espnet"
+    assert conf["model_conf"]["lid_weight"] == 0.3 and conf["model_conf"]["ctc_weight"] == 0.5
+    assert conf["encoder"] == "conformer" and conf["encoder_conf"]["num_blocks"] == 6
+    assert "lang_list" in conf and conf["train_router_only"] is False
+
+
+def test_print_config_cli_resolves_plugin_names(repo_root):
+    """The real entry point, as users run it: plugin modules resolve by name."""
+    out = subprocess.run(
+        [sys.executable, "-m", "espnet_plugins.bin.asr_train", "--print_config",
+         "--encoder", "blr_moe", "--preencoder", "smear_moe"],
+        cwd=repo_root, capture_output=True, text=True, check=True).stdout
+    conf = yaml.safe_load(out)
+    assert conf["encoder"] == "blr_moe" and "num_moe_blocks" in conf["encoder_conf"]
+    assert conf["preencoder"] == "smear_moe" and "num_experts" in conf["preencoder_conf"]
+
+
+def test_unknown_module_name_lists_the_choices(capsys):
+    with pytest.raises(SystemExit) as e:
+        MoEASRTask.main(cmd=["--print_config", "--encoder", "no_such_encoder"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'no_such_encoder'" in err and "conformer" in err
+
+
+def test_language_labels_become_ids_and_unknown_languages_fail():
+    pre = LanguageLabelPreprocessor(None, ["hi", "mr", "ta", "te"])
+    assert pre("u1", {"lang": "ta"})["lang"].tolist() == [2]
+    assert pre("u2", {"lang": "hi te"})["lang"].tolist() == [0, 3]
+    with pytest.raises(ValueError, match="u3: language 'xx' is not in the lang_list"):
+        pre("u3", {"lang": "xx"})
+
+
+class ToyRouterEncoder(AbsEncoder, AuxOutputMixin):
+    """Identity-ish encoder with a linear language router, to test the model's aux path."""
+
+    def __init__(self, input_size: int = 8, num_langs: int = 3):
+        super().__init__()
+        self.proj = torch.nn.Linear(input_size, 8)
+        self.router = torch.nn.Linear(input_size, num_langs)
+
+    def output_size(self) -> int:
+        return 8
+
+    def router_parameters(self):
+        return list(self.router.parameters())
+
+    def forward(self, xs, ilens, prev_states=None):
+        self._set_aux({"lid_logits": self.router(xs), "lid_lengths": ilens,
+                       "load_balance": self.router.weight.pow(2).mean(), "route_frac_x": xs.new_tensor(0.5)})
+        return self.proj(xs), ilens, None
+
+
+def _toy_model(**kw):
+    torch.manual_seed(0)
+    vocab = ["<blank>", "<unk>", "a", "b", "<sos/eos>"]
+    return MoEASRModel(
+        vocab_size=len(vocab), token_list=vocab, frontend=None, specaug=None, normalize=None, preencoder=None,
+        encoder=ToyRouterEncoder(), postencoder=None, decoder=None, ctc=CTC(len(vocab), 8),
+        joint_network=None, ctc_weight=1.0, langs=["hi", "mr", "ta"], **kw)
+
+
+def _batch():
+    torch.manual_seed(1)
+    return dict(speech=torch.randn(2, 12, 8), speech_lengths=torch.tensor([12, 9]),
+                text=torch.tensor([[2, 3, 2], [3, -1, -1]]), text_lengths=torch.tensor([3, 1]),
+                lang=torch.tensor([[1], [2]]), lang_lengths=torch.tensor([1, 1]))
+
+
+def test_model_adds_weighted_lid_and_balance_losses_and_reports_them():
+    model = _toy_model(lid_weight=0.3, load_balance_weight=0.5)
+    loss, stats, _ = model(**_batch())
+    expected = stats["loss_ctc"] + 0.3 * stats["loss_lid"] + 0.5 * stats["loss_load_balance"]
+    assert torch.allclose(loss, expected)
+    assert 0.0 <= stats["lid_acc"] <= 1.0 and stats["route_frac_x"] == 0.5
+    loss.backward()
+    assert model.encoder.router.weight.grad.abs().sum() > 0
+
+
+def test_frame_lid_loss_ignores_padding():
+    model = _toy_model()
+    b = _batch()
+    aux = {"lid_logits": torch.randn(2, 12, 3), "lid_lengths": b["speech_lengths"]}
+    loss1, _ = model.lid_loss_and_acc(aux, b["lang"], b["lang_lengths"])
+    aux["lid_logits"][1, 9:] = 100.0  # padded frames of utterance 2
+    loss2, _ = model.lid_loss_and_acc(aux, b["lang"], b["lang_lengths"])
+    assert torch.allclose(loss1, loss2)
+
+
+def test_ctc_lid_loss_handles_code_switched_sequences():
+    model = _toy_model(lid_loss="ctc")
+    logits = torch.full((1, 10, 3), -5.0)
+    logits[0, :5, 0] = 5.0
+    logits[0, 5:, 2] = 5.0  # hi then ta
+    good, _ = model.lid_loss_and_acc({"lid_logits": logits, "lid_lengths": torch.tensor([10])},
+                                     torch.tensor([[0, 2]]), torch.tensor([2]))
+    bad, _ = model.lid_loss_and_acc({"lid_logits": logits, "lid_lengths": torch.tensor([10])},
+                                    torch.tensor([[2, 0]]), torch.tensor([2]))
+    assert torch.isfinite(good) and good < bad
+
+
+def test_router_only_training_needs_no_text_and_freezes_everything_else():
+    model = _toy_model()
+    model.freeze_all_but_router()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"encoder.router.weight", "encoder.router.bias"}
+    b = _batch()
+    loss, stats, _ = model(speech=b["speech"], speech_lengths=b["speech_lengths"], lang=b["lang"], lang_lengths=b["lang_lengths"])
+    assert torch.allclose(loss, stats["loss_lid"]) and "loss_ctc" not in stats
+
+
+def test_stock_model_without_router_cannot_train_router_only():
+    model = _toy_model()
+    model.encoder.router_parameters = lambda: []
+    with pytest.raises(ValueError, match="needs a model with a language router"):
+        model.freeze_all_but_router()
+
+
+def test_build_model_injects_lang_list_and_keeps_it_portable(tmp_path):
+    (tmp_path / "langs").write_text("hi\nmr\nta\nte\n")
+    parser = MoEASRTask.get_parser()
+    args = parser.parse_args(["--token_list", str(_tokens(tmp_path)),
+                              "--lang_list", str(tmp_path / "langs"), "--encoder", "conformer",
+                              "--encoder_conf", "num_blocks=1", "--encoder_conf", "output_size=16",
+                              "--encoder_conf", "linear_units=16", "--encoder_conf", "attention_heads=2",
+                              "--decoder", "none", "--model_conf", "ctc_weight=1.0", "--input_size", "8"])
+    model = MoEASRTask.build_model(args)
+    assert isinstance(model, MoEASRModel)
+    assert model.langs == ["hi", "mr", "ta", "te"] and args.lang_list == model.langs
+
+
+def _tokens(tmp_path):
+    path = tmp_path / "tokens.txt"
+    path.write_text("<blank>\n<unk>\na\nb\n<sos/eos>\n")
+    return path
