@@ -5,7 +5,9 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from espnet_plugins.utils.io import atomic_write_text  # noqa: E402
 
 
 def main() -> None:
@@ -13,7 +15,7 @@ def main() -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("parts", nargs="+", type=Path)
     a = p.parse_args()
-    for name in ("token", "lang", "text"):  # text last: its presence marks a finished merge
+    for name in ("token", "lang", "route_frac", "smear_gate", "text"):  # text last: its presence marks a finished merge
         rows = {}
         for part in a.parts:
             f = part / name
@@ -23,9 +25,7 @@ def main() -> None:
                     rows[key] = value
         if name == "text" or rows:
             # empty hypotheses are legal: write "key" alone, as Kaldi does
-            tmp = a.out / f".{name}.tmp"
-            tmp.write_text("".join(f"{k} {v}".rstrip() + "\n" for k, v in sorted(rows.items(), key=lambda kv: kv[0].encode())), encoding="utf-8")
-            tmp.replace(a.out / name)
+            atomic_write_text(a.out / name, "".join(f"{k} {v}".rstrip() + "\n" for k, v in sorted(rows.items(), key=lambda kv: kv[0].encode())))
     stats = [json.loads((part / "rtf.json").read_text()) for part in a.parts if (part / "rtf.json").exists()]
     if stats:
         audio = sum(s["audio_seconds"] for s in stats)

@@ -48,7 +48,6 @@ import platform
 import shlex
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -60,6 +59,7 @@ import jiwer  # noqa: E402
 
 from espnet_plugins.data.kaldi import DataDirError, read_map  # noqa: E402
 from espnet_plugins.text.normalize import normalize_text  # noqa: E402
+from espnet_plugins.utils.io import atomic_write_text  # noqa: E402
 
 SPACE_TOKEN = "<space>"
 CONVENTIONS = (
@@ -538,14 +538,7 @@ def update_results_md(path, tag: str, section: str) -> None:
         new = "".join(lines[: starts[0]]) + section + "".join(lines[stops[0] + 1:])
     else:
         new = text + ("" if text.endswith("\n") else "\n") + "\n" + section
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(new)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write_text(path, new)
 
 
 def _key_value(text: str) -> tuple[str, str]:

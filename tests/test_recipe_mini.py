@@ -62,3 +62,22 @@ def test_rerun_skips_finished_work(mini_run):
     log = _run(tmp, "--stage", "1", "--stop_stage", "8")
     assert "exists, skipping training" in log and "exists, skipping" in log
     assert "training exp" not in log
+
+
+def test_router_stages_with_smear_and_blr_moe(mini_run):
+    """Same data, the MoE mini config: router augmentation, language prior, routing analysis."""
+    tmp, _ = mini_run
+    cfg = ["--train_config", "train_mini_smear_blr_moe.yaml", "--tag", "mini_moe"]
+    _run(tmp, *cfg, "--stage", "5", "--stop_stage", "11")
+    exp = tmp / "exp" / "asr_mini_moe"
+    assert (tmp / "exp" / "asr_mini_moe_router_adapt" / "valid.loss.ave.pth").exists()
+    adapt_log = (tmp / "exp" / "asr_mini_moe_router_adapt" / "train.log").read_text()
+    assert "loss_lid=" in adapt_log and "loss_ctc" not in adapt_log.split("1epoch results")[-1]
+    routing = (exp / "decode_ctc_greedy" / "routing" / "routing.md").read_text()
+    assert "LID confusion" in routing and "Share of frames per language expert" in routing and "SMEAR gate" in routing
+    assert (exp / "decode_ctc_greedy" / "routing" / "expert_usage_test_id.png").stat().st_size > 0
+    # Expert pruning: with the prior hi,mr no frame goes to the ta or te experts.
+    _run(tmp, *cfg, "--stage", "8", "--stop_stage", "8", "--allowed_langs", "hi,mr", "--test_sets", "test_id")
+    fracs = [line.split()[1:] for line in _lines(exp / "decode_ctc_greedy_prior_hard_himr" / "test_id" / "route_frac")]
+    assert fracs and all(float(ta) == 0.0 and float(te) == 0.0 for _, _, ta, te in fracs)
+    assert {line.split()[1] for line in _lines(exp / "decode_ctc_greedy_prior_hard_himr" / "test_id" / "lang")} <= {"hi", "mr"}

@@ -161,3 +161,30 @@ def _tokens(tmp_path):
     path = tmp_path / "tokens.txt"
     path.write_text("<blank>\n<unk>\na\nb\n<sos/eos>\n")
     return path
+
+
+def test_router_only_training_keeps_every_non_router_tensor_bit_identical():
+    """Real BLR-MoE encoder (BatchNorm in its conv modules), Adam with weight decay."""
+    from espnet_plugins.asr.encoder.blr_moe_encoder import BLRMoEEncoder
+
+    torch.manual_seed(0)
+    vocab = ["<blank>", "<unk>", "a", "b", "<sos/eos>"]
+    enc = BLRMoEEncoder(input_size=8, output_size=16, attention_heads=2, linear_units=16, num_shared_blocks=1,
+                        num_moe_blocks=1, langs=["hi", "mr", "ta"], router_channels=8, input_layer="linear")
+    model = MoEASRModel(vocab_size=len(vocab), token_list=vocab, frontend=None, specaug=None, normalize=None,
+                        preencoder=None, encoder=enc, postencoder=None, decoder=None, ctc=CTC(len(vocab), 16),
+                        joint_network=None, ctc_weight=1.0, langs=["hi", "mr", "ta"])
+    model.freeze_all_but_router()
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.Adam(model.parameters(), lr=0.1, weight_decay=0.1)
+    b = _batch()
+    for _ in range(3):
+        loss, _, _ = model(speech=b["speech"], speech_lengths=b["speech_lengths"], lang=b["lang"], lang_lengths=b["lang_lengths"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("encoder.router.") for k in changed), changed
+    assert model.encoder.router.training and not model.encoder.encoders[0].training

@@ -89,7 +89,12 @@ class MoEASRModel(ESPnetASRModel):
         return params
 
     def freeze_all_but_router(self) -> None:
-        """Router augmentation: only the language router(s) stay trainable."""
+        """Router augmentation: only the language router(s) stay trainable.
+
+        Frozen parts are also kept in eval mode (see :meth:`train`): ``requires_grad``
+        alone would still let BatchNorm running statistics and dropout change the ASR
+        path while the router is fine-tuned.
+        """
         router = {id(p) for p in self.router_parameters()}
         if not router:
             raise ValueError(
@@ -98,6 +103,23 @@ class MoEASRModel(ESPnetASRModel):
             )
         for p in self.parameters():
             p.requires_grad_(id(p) in router)
+        # The outermost modules made only of router parameters: they alone train.
+        self._router_modules = []
+        for name, module in self.named_modules():
+            params = list(module.parameters())
+            inside_kept = any(name.startswith(kept + ".") for kept, _ in self._router_modules)
+            if params and not inside_kept and all(id(p) in router for p in params):
+                self._router_modules.append((name, module))
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        router_modules = getattr(self, "_router_modules", None)
+        if mode and router_modules is not None:
+            super().train(False)
+            for _, module in router_modules:
+                module.train(True)
+        return self
 
     def lid_loss_and_acc(
         self, aux: Dict[str, torch.Tensor], lang: torch.Tensor, lang_lengths: torch.Tensor
@@ -148,8 +170,8 @@ class MoEASRModel(ESPnetASRModel):
         if "load_balance" in aux and text is not None:
             loss = loss + self.load_balance_weight * aux["load_balance"]
             stats["loss_load_balance"] = aux["load_balance"].detach()
-        for key, value in aux.items():
-            if key not in ("lid_logits", "lid_lengths", "load_balance") and value.dim() == 0:
+        for key, value in aux.items():  # scalar statistics; tensors (logits, indices) are not stats
+            if key != "load_balance" and value.dim() == 0:
                 stats[key] = value.detach()
         stats["loss"] = loss.detach()
         loss, stats, weight = force_gatherable((loss, stats, weight), loss.device)

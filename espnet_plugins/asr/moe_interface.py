@@ -10,6 +10,7 @@ Keys a module may put in its aux dict (all optional):
 
 ``lid_logits``  Tensor [B, T, L]  language-router logits (pre-softmax), one row per frame
 ``lid_lengths`` Tensor [B]        valid frames per row of ``lid_logits``
+``expert_index`` Tensor [B, T]    expert chosen per frame (valid up to ``lid_lengths``), for analysis
 ``load_balance`` scalar Tensor    load-balancing loss (already averaged), weighted by the model
 any other key    scalar Tensor    reported in ESPnet ``stats`` as-is (detached), e.g.
                                   ``gate_entropy``, ``gate_mean_e0``

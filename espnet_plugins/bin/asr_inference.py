@@ -1,4 +1,6 @@
-"""Decode a data set: ``text`` (+ ``token``, ``lang``, ``rtf.json``) in ``--output_dir``.
+"""Decode a data set into ``--output_dir``: ``text``, ``token``, ``rtf.json``, and for MoE
+models ``lang`` (router LID), ``route_frac`` (share of frames per language expert) and
+``smear_gate`` (SMEAR gate ḡ per utterance).
 
 CTC greedy (batched) or CTC prefix beam search through :class:`Speech2Text`; any model
 config this package or stock ESPnet can build. ``--allowed_langs hi,mr`` applies a
@@ -7,7 +9,6 @@ language prior (``--prior_mode hard`` = expert pruning, ``soft`` = bias).
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -60,6 +61,7 @@ def main(argv=None) -> None:
 
     from espnet_plugins.inference.speech2text import Speech2Text
     from espnet_plugins.tasks.asr import MoEASRTask
+    from espnet_plugins.utils.io import atomic_write_text
 
     device = "cuda" if args.ngpu > 0 else "cpu"
     s2t = Speech2Text(
@@ -74,9 +76,9 @@ def main(argv=None) -> None:
     )
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    lines = {"text": [], "token": [], "lang": []}
+    lines = {"text": [], "token": [], "lang": [], "route_frac": [], "smear_gate": []}
     audio_sec = decode_sec = 0.0
-    fs = 16000
+    fs = 16000  # dump/raw audio is 16 kHz (recipe stage 2 converts everything else)
     for keys, batch in loader:
         t0 = time.perf_counter()
         results = s2t.batch(batch["speech"], batch["speech_lengths"])
@@ -87,11 +89,13 @@ def main(argv=None) -> None:
             lines["token"].append(f"{key} {' '.join(r.tokens)}".rstrip())
             if r.lang is not None:
                 lines["lang"].append(f"{key} {r.lang}")
+            for name in ("route_frac", "smear_gate"):
+                values = getattr(r, name)
+                if values is not None:
+                    lines[name].append(f"{key} " + " ".join(f"{v:.4f}" for v in values))
     for name, rows in lines.items():
-        if rows:  # write to temp then rename: a killed job never leaves a half file behind
-            tmp = out / f".{name}.tmp"
-            tmp.write_text("".join(r + "\n" for r in sorted(rows)), encoding="utf-8")
-            os.replace(tmp, out / name)
+        if rows:  # atomic: a killed job never leaves a half file behind
+            atomic_write_text(out / name, "".join(r + "\n" for r in sorted(rows)))
     rtf = {"audio_seconds": audio_sec, "decode_seconds": decode_sec,
            "rtf": decode_sec / audio_sec if audio_sec else None,
            "threads": torch.get_num_threads(), "device": device, "batch_size": args.batch_size,

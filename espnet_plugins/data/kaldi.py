@@ -10,10 +10,11 @@ them up front and names the offending file and line.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence, Union
+
+from espnet_plugins.utils.io import atomic_write_text
 
 __all__ = [
     "DataDirError",
@@ -79,14 +80,7 @@ def write_map(path: Union[str, os.PathLike], mapping: Mapping[str, Value]) -> No
         if not key or any(ch.isspace() for ch in key) or not value.strip() or "\n" in value:
             raise ValueError(f"cannot write {path}: entry {key!r} -> {value!r} is not a one-line '<key> <value>'")
         lines.append(f"{key} {value}\n")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(lines)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write_text(path, "".join(lines))
 
 
 def utt2spk_to_spk2utt(utt2spk: Mapping[str, str]) -> dict[str, list[str]]:

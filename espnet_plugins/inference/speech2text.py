@@ -28,6 +28,9 @@ class Result:
     token_ids: List[int]
     lang: Optional[str] = None  # router's utterance-level language, if the model has one
     lang_posterior: Optional[List[float]] = None
+    # share of frames routed to each language expert (BLR-MoE) / SMEAR gate ḡ, if any
+    route_frac: Optional[List[float]] = None
+    smear_gate: Optional[List[float]] = None
 
 
 class Speech2Text:
@@ -98,12 +101,25 @@ class Speech2Text:
         else:
             hyps = [ctc_prefix_beam_search(lp[:n], self.beam_size)[0][0] for lp, n in zip(log_probs, enc_lens)]
         langs, posts = self._utterance_langs(aux, len(hyps))
+        route = self._route_fractions(aux, len(hyps))
+        gate = getattr(self.model.preencoder, "last_gate", None)
         results = []
         for i, ids in enumerate(hyps):
             tokens = self.converter.ids2tokens(ids)
             text = self.tokenizer.tokens2text(tokens) if self.tokenizer is not None else "".join(tokens)
-            results.append(Result(text, tokens, ids, langs[i], posts[i]))
+            results.append(Result(text, tokens, ids, langs[i], posts[i], route[i],
+                                  gate[i].tolist() if gate is not None else None))
         return results
+
+    @staticmethod
+    def _route_fractions(aux, batch_size: int):
+        if "expert_index" not in aux:
+            return [None] * batch_size
+        index, lengths = aux["expert_index"], aux["lid_lengths"]
+        num_experts = aux["lid_logits"].size(-1)
+        valid = torch.arange(index.size(1), device=index.device)[None, :] < lengths[:, None]
+        counts = torch.nn.functional.one_hot(index, num_experts).mul(valid[..., None]).sum(1).float()
+        return (counts / lengths[:, None].clamp(min=1)).tolist()
 
     def __call__(self, speech: Union[np.ndarray, torch.Tensor]) -> Result:
         speech = torch.as_tensor(speech, dtype=torch.float32)

@@ -5,5 +5,3 @@ if [ ! -x "$TOP/tools/venv/bin/python" ]; then
 fi
 . "$TOP/tools/activate.sh"
 export LC_ALL=C.UTF-8 PYTHONIOENCODING=UTF-8
-# One BLAS thread per job unless told otherwise: jobs already run in parallel.
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}

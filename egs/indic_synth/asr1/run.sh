@@ -16,13 +16,13 @@ stage=1
 stop_stage=100
 mini=false
 ngpu=0
-nj=2                  # parallel jobs for synthesis, stats and decoding
+nj=2                  # parallel jobs for synthesis, stats and decoding (1 thread each)
 seed=1
 corpus_config=conf/corpus.yaml
 train_config=train_dense_conformer.yaml   # looked up here, then in the repo's conf/
 inference_config=conf/decode_ctc_greedy.yaml
 tag=                  # experiment name; default: train config name
-token_type=bpe        # bpe | unigram | char
+token_type=char       # char | bpe | unigram (sentencepiece, --nbpe pieces)
 nbpe=300
 train_set=train
 valid_set=dev
@@ -32,13 +32,14 @@ router_adapt_config=conf/router_adapt.yaml
 allowed_langs=        # language prior at decoding, e.g. hi,mr
 prior_mode=hard       # hard (expert pruning) | soft
 inference_model=valid.loss.ave.pth
+base_exp=             # frozen-encoder mode (frontend: frozen_encoder): the trained base model's exp dir
 min_dur=0.3
 max_dur=20
 datadir=data
 dumpdir=dump
 expdir=exp
 results_md=           # stage 9 replaces its section here; default RESULTS.md ($expdir/RESULTS.md with --mini)
-_options="results_md stage stop_stage mini ngpu nj seed corpus_config train_config inference_config tag token_type nbpe train_set valid_set test_sets adapt_set router_adapt_config allowed_langs prior_mode inference_model min_dur max_dur datadir dumpdir expdir"
+_options="base_exp results_md stage stop_stage mini ngpu nj seed corpus_config train_config inference_config tag token_type nbpe train_set valid_set test_sets adapt_set router_adapt_config allowed_langs prior_mode inference_model min_dur max_dur datadir dumpdir expdir"
 prev=
 for a in "$@"; do  # --mini true swaps the defaults below; explicit options still win
   case "$prev $a" in "--mini "*) mini=$a ;; *" --mini="*) mini=${a#--mini=} ;; esac; prev=$a
@@ -112,7 +113,13 @@ fi
 # Options shared by collect-stats, training and router augmentation.
 common_opts=(--use_preprocessor true --token_type "$espnet_token_type" --token_list "$token_list"
   --bpemodel "$bpemodel" --lang_list "$lang_list" --non_linguistic_symbols none --cleaner none --g2p none
-  --frontend_conf fs=16k --seed "$seed")
+  --seed "$seed")
+if [ -n "$base_exp" ]; then  # the frozen base model is the frontend; it computes features itself
+  common_opts+=(--frontend_conf asr_train_config="$base_exp/config.yaml" --frontend_conf asr_model_file="$base_exp/$inference_model")
+  stats_dir=${stats_dir}_$(basename "$base_exp")
+else
+  common_opts+=(--frontend_conf fs=16k)
+fi
 data_opts() {  # data_opts train|valid <dir> [with_text=true]
   echo --$1_data_path_and_name_and_type "$2/wav.scp,speech,sound"
   [ "${3:-true}" = true ] && echo --$1_data_path_and_name_and_type "$2/text,text,text"
@@ -128,7 +135,7 @@ if run_stage 5; then
       python local/split_keys.py --scp "$d/wav.scp" --nj "$nj" --out "$stats_dir/logdir/$s.JOB.scp"
     done
     # shellcheck disable=SC2046
-    $train_cmd JOB=1:"$nj" "$stats_dir/logdir/stats.JOB.log" python -m espnet_plugins.bin.asr_train \
+    OMP_NUM_THREADS=1 $train_cmd JOB=1:"$nj" "$stats_dir/logdir/stats.JOB.log" python -m espnet_plugins.bin.asr_train \
       --collect_stats true --ngpu 0 --config "$train_config" "${common_opts[@]}" --normalize none \
       $(data_opts train "$dumpdir/raw/$train_set") $(data_opts valid "$dumpdir/raw/$valid_set") \
       --train_shape_file "$stats_dir/logdir/train.JOB.scp" --valid_shape_file "$stats_dir/logdir/valid.JOB.scp" \
@@ -160,9 +167,11 @@ if run_stage 7; then
   else
     log "router augmentation on $adapt_set (audio + language only; ASR weights frozen) -> ${asr_exp}_router_adapt"
     mkdir -p "${asr_exp}_router_adapt"
+    python local/merge_yaml.py "$train_config" "$(resolve_conf "$router_adapt_config")" > "${asr_exp}_router_adapt/train_config.yaml"
     # shellcheck disable=SC2046
     $train_cmd "${asr_exp}_router_adapt/train.log" python -m espnet_plugins.bin.asr_train \
-      --config "$asr_exp/config.yaml" --config "$(resolve_conf "$router_adapt_config")" --train_router_only true \
+      --config "${asr_exp}_router_adapt/train_config.yaml" --train_router_only true \
+      --normalize_conf stats_file="$stats_dir/train/feats_stats.npz" \
       "${common_opts[@]}" --ngpu "$ngpu" --resume true --output_dir "${asr_exp}_router_adapt" \
       --init_param "$asr_exp/$inference_model" \
       $(data_opts train "$dumpdir/raw/$adapt_set" false) $(data_opts valid "$dumpdir/raw/$valid_set" false) \
@@ -181,7 +190,7 @@ if run_stage 8; then
     log "decoding $s -> $out ($nj jobs)"
     mkdir -p "$out/logdir"
     python local/split_keys.py --scp "$dumpdir/raw/$s/wav.scp" --nj "$nj" --out "$out/logdir/keys.JOB.scp"
-    $decode_cmd JOB=1:"$nj" "$out/logdir/decode.JOB.log" python -m espnet_plugins.bin.asr_inference \
+    OMP_NUM_THREADS=1 $decode_cmd JOB=1:"$nj" "$out/logdir/decode.JOB.log" python -m espnet_plugins.bin.asr_inference \
       --config "$inference_config" "${prior_opts[@]}" --asr_train_config "$asr_exp/config.yaml" \
       --asr_model_file "$asr_exp/$inference_model" --data_path_and_name_and_type "$dumpdir/raw/$s/wav.scp,speech,sound" \
       --key_file "$out/logdir/keys.JOB.scp" --output_dir "$out/logdir/output.JOB"
@@ -201,7 +210,7 @@ if run_stage 10; then
   if ! has_router "$train_config"; then log "model has no language router: no routing analysis"; else
     log "routing analysis -> $asr_exp/decode_${inference_tag}/routing"
     python local/routing_analysis.py --decode_dir "$asr_exp/decode_${inference_tag}" --data_root "$dumpdir/raw" \
-      --test_sets $test_sets --out "$asr_exp/decode_${inference_tag}/routing"
+      --test_sets $test_sets --lang_list "$lang_list" --out "$asr_exp/decode_${inference_tag}/routing"
   fi
 fi
 

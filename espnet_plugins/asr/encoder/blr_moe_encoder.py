@@ -307,11 +307,9 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         aux: Dict[str, torch.Tensor] = {"lid_logits": lid_logits, "lid_lengths": olens}
         moe_blocks = self.encoders[self.num_shared_blocks :]
         if len(moe_blocks):
-            plan = DispatchPlan.build(
-                self.router.select_experts(lid_logits.detach(), valid),
-                self.num_experts,
-                valid=valid,
-            )
+            expert_index = self.router.select_experts(lid_logits.detach(), valid)
+            plan = DispatchPlan.build(expert_index, self.num_experts, valid=valid)
+            aux["expert_index"] = expert_index  # per frame, for routing analysis
             for block in moe_blocks:
                 x = block(x, pos_emb, valid, plan)
             fractions = route_fractions(plan)
