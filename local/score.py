@@ -429,12 +429,14 @@ def _cpu_model() -> str:
 
 
 def _git_hash() -> Optional[str]:
+    """Short commit hash, with ``+dirty`` when tracked files differ from it."""
+    repo = str(Path(__file__).resolve().parent)
     try:
-        out = subprocess.run(
-            ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, check=True,
-        )
-        return out.stdout.strip() or None
+        rev = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return (rev + ("+dirty" if dirty else "")) or None
     except (OSError, subprocess.CalledProcessError):
         return None
 

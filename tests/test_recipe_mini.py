@@ -81,3 +81,9 @@ def test_router_stages_with_smear_and_blr_moe(mini_run):
     fracs = [line.split()[1:] for line in _lines(exp / "decode_ctc_greedy_prior_hard_himr" / "test_id" / "route_frac")]
     assert fracs and all(float(ta) == 0.0 and float(te) == 0.0 for _, _, ta, te in fracs)
     assert {line.split()[1] for line in _lines(exp / "decode_ctc_greedy_prior_hard_himr" / "test_id" / "lang")} <= {"hi", "mr"}
+    # Oracle priors: each utterance pruned to its own language (or to a wrong one).
+    ref = dict(line.split() for line in _lines(tmp / "dump" / "raw" / "test_id" / "utt2lang"))
+    for prior, same in (("oracle", True), ("oracle_wrong", False)):
+        _run(tmp, *cfg, "--stage", "8", "--stop_stage", "8", "--allowed_langs", prior, "--test_sets", "test_id")
+        hyp = dict(line.split() for line in _lines(exp / f"decode_ctc_greedy_prior_hard_{prior}" / "test_id" / "lang"))
+        assert hyp.keys() == ref.keys() and all((hyp[u] == ref[u]) == same for u in ref)

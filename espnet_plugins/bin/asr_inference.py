@@ -27,7 +27,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_workers", type=int, default=1)
     p.add_argument("--decoding_method", default="ctc_greedy", choices=["ctc_greedy", "ctc_prefix_beam"])
     p.add_argument("--beam_size", type=int, default=8)
-    p.add_argument("--allowed_langs", default=None, help="comma-separated language prior, e.g. hi,mr")
+    p.add_argument("--allowed_langs", default=None,
+                   help="comma-separated language prior for every utterance, e.g. hi,mr; or 'oracle' (each "
+                        "utterance's reference languages from --prior_utt2lang) or 'oracle_wrong' (a language "
+                        "that is not the utterance's: the next one in the model's language list), to measure "
+                        "a correct and a wrong prior")
+    p.add_argument("--prior_utt2lang", default=None, help="reference utt2lang for --allowed_langs oracle[_wrong]")
     p.add_argument("--prior_mode", default="hard", choices=["hard", "soft"])
     p.add_argument("--soft_floor", type=float, default=0.1)
     p.add_argument("--config", default=None, help="yaml with any of these options (command line wins)")
@@ -64,11 +69,15 @@ def main(argv=None) -> None:
     from espnet_plugins.utils.io import atomic_write_text
 
     device = "cuda" if args.ngpu > 0 else "cpu"
+    oracle = args.allowed_langs in ("oracle", "oracle_wrong")
+    if oracle and (args.prior_utt2lang is None or args.batch_size != 1):
+        raise SystemExit("--allowed_langs oracle[_wrong] needs --prior_utt2lang and --batch_size 1")
     s2t = Speech2Text(
         args.asr_train_config, args.asr_model_file, device=device, decoding=args.decoding_method,
         beam_size=args.beam_size, prior_mode=args.prior_mode, soft_floor=args.soft_floor,
-        allowed_langs=args.allowed_langs.split(",") if args.allowed_langs else None,
+        allowed_langs=args.allowed_langs.split(",") if args.allowed_langs and not oracle else None,
     )
+    utt_prior = _utterance_priors(args.prior_utt2lang, s2t.langs, args.allowed_langs == "oracle_wrong") if oracle else {}
     loader = MoEASRTask.build_streaming_iterator(
         [tuple(x.split(",")) for x in args.data_path_and_name_and_type],
         dtype="float32", batch_size=args.batch_size, key_file=args.key_file, num_workers=args.num_workers,
@@ -80,6 +89,8 @@ def main(argv=None) -> None:
     audio_sec = decode_sec = 0.0
     fs = 16000  # dump/raw audio is 16 kHz (recipe stage 2 converts everything else)
     for keys, batch in loader:
+        if oracle:
+            s2t.set_language_prior(utt_prior[keys[0]], args.prior_mode, args.soft_floor)
         t0 = time.perf_counter()
         results = s2t.batch(batch["speech"], batch["speech_lengths"])
         decode_sec += time.perf_counter() - t0
@@ -102,6 +113,19 @@ def main(argv=None) -> None:
            "decoding_method": args.decoding_method}
     (out / "rtf.json").write_text(json.dumps(rtf, indent=1))
     logging.info(f"decoded {len(lines['text'])} utterances, RTF {rtf['rtf']}")
+
+
+def _utterance_priors(utt2lang: str, langs, wrong: bool) -> dict:
+    """Per-utterance prior: its reference languages, or (wrong) the next language not among them."""
+    priors = {}
+    with open(utt2lang, encoding="utf-8") as f:
+        for line in f:
+            utt, *ref = line.split()
+            if wrong:
+                i = langs.index(ref[0])
+                ref = [next(langs[(i + k) % len(langs)] for k in range(1, len(langs) + 1) if langs[(i + k) % len(langs)] not in ref)]
+            priors[utt] = ref
+    return priors
 
 
 if __name__ == "__main__":

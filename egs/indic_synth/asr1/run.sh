@@ -29,7 +29,7 @@ valid_set=dev
 test_sets=            # default: every data/test_* the corpus has
 adapt_set=adapt_ood   # audio + utt2lang only, for router augmentation (stage 7)
 router_adapt_config=conf/router_adapt.yaml
-allowed_langs=        # language prior at decoding, e.g. hi,mr
+allowed_langs=        # language prior at decoding: hi,mr | oracle (each utterance's own) | oracle_wrong
 prior_mode=hard       # hard (expert pruning) | soft
 inference_model=valid.loss.ave.pth
 base_exp=             # frozen-encoder mode (frontend: frozen_encoder): the trained base model's exp dir
@@ -182,6 +182,8 @@ fi
 inference_tag=$(basename "$inference_config" .yaml); inference_tag=${inference_tag#decode_}
 [ -n "$allowed_langs" ] && inference_tag=${inference_tag}_prior_${prior_mode}_${allowed_langs//,/}
 prior_opts=(); [ -n "$allowed_langs" ] && prior_opts=(--allowed_langs "$allowed_langs" --prior_mode "$prior_mode")
+# allowed_langs=oracle / oracle_wrong: each utterance's own (or a wrong) language as its prior
+oracle_prior() { case "$allowed_langs" in oracle*) echo --prior_utt2lang "$dumpdir/raw/$1/utt2lang" --batch_size 1 ;; esac; }
 
 if run_stage 8; then
   for s in $test_sets; do
@@ -191,7 +193,7 @@ if run_stage 8; then
     mkdir -p "$out/logdir"
     python local/split_keys.py --scp "$dumpdir/raw/$s/wav.scp" --nj "$nj" --out "$out/logdir/keys.JOB.scp"
     OMP_NUM_THREADS=1 $decode_cmd JOB=1:"$nj" "$out/logdir/decode.JOB.log" python -m espnet_plugins.bin.asr_inference \
-      --config "$inference_config" "${prior_opts[@]}" --asr_train_config "$asr_exp/config.yaml" \
+      --config "$inference_config" "${prior_opts[@]}" $(oracle_prior "$s") --asr_train_config "$asr_exp/config.yaml" \
       --asr_model_file "$asr_exp/$inference_model" --data_path_and_name_and_type "$dumpdir/raw/$s/wav.scp,speech,sound" \
       --key_file "$out/logdir/keys.JOB.scp" --output_dir "$out/logdir/output.JOB"
     python local/merge_decode_dirs.py --out "$out" "$out"/logdir/output.*
