@@ -122,8 +122,10 @@ def _utterance_priors(utt2lang: str, langs, wrong: bool) -> dict:
         for line in f:
             utt, *ref = line.split()
             if wrong:
-                i = langs.index(ref[0])
-                ref = [next(langs[(i + k) % len(langs)] for k in range(1, len(langs) + 1) if langs[(i + k) % len(langs)] not in ref)]
+                # the languages after the utterance's first one, in list order, wrapping around
+                start = langs.index(ref[0])
+                rotated = langs[start + 1:] + langs[:start + 1]
+                ref = [next(lang for lang in rotated if lang not in ref)]
             priors[utt] = ref
     return priors
 
