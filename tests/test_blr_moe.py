@@ -248,3 +248,27 @@ def test_short_training_lowers_ctc_and_lid_loss():
         opt.step()
     last = [v.item() for v in losses()]
     assert last[0] < first[0] and last[1] < first[1], (first, last)
+
+
+@pytest.mark.parametrize("expert_init, same", [("replicate", True), ("independent", False)])
+def test_replicated_experts_make_the_untrained_moe_independent_of_routing(expert_init, same):
+    enc = tiny(expert_init=expert_init).eval()
+    x, ilens = batch([30, 22])
+    outs = []
+    for lang in range(len(LANGS)):
+        enc.set_language_prior([lang])  # every frame to one expert
+        outs.append(enc(x, ilens)[0])
+    enc.set_language_prior(None)
+    assert all(torch.allclose(outs[0], o, atol=1e-6) for o in outs[1:]) == same
+    w = enc.encoders[-1].feed_forward.w_1.weight
+    assert torch.equal(w[0], w[1]) == same
+
+
+def test_router_activation_option():
+    from espnet_plugins.asr.moe.language_router import LanguageRouter
+
+    assert isinstance(LanguageRouter(16, 3).activation, torch.nn.SiLU)  # swish by default
+    relu = LanguageRouter(16, 3, activation="relu")
+    assert isinstance(relu.activation, torch.nn.ReLU) and isinstance(relu.output[1], torch.nn.ReLU)
+    with pytest.raises(ValueError, match="router activation must be one of"):
+        tiny(router_activation="tanh")

@@ -7,6 +7,7 @@ few minutes on 2 CPU cores. Outputs go to a temporary directory.
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,47 @@ def test_router_stages_with_smear_and_blr_moe(mini_run):
         _run(tmp, *cfg, "--stage", "8", "--stop_stage", "8", "--allowed_langs", prior, "--test_sets", "test_id")
         hyp = dict(line.split() for line in _lines(exp / f"decode_ctc_greedy_prior_hard_{prior}" / "test_id" / "lang"))
         assert hyp.keys() == ref.keys() and all((hyp[u] == ref[u]) == same for u in ref)
+
+
+def test_inference_survives_silence_clicks_and_an_unseen_language(mini_run, tmp_path):
+    """No speech, inputs too short for the STFT/subsampling, and a language the model
+    never saw all give a result (possibly empty), never an exception."""
+    import numpy as np
+    import soundfile as sf
+
+    from espnet_plugins.inference.speech2text import Speech2Text
+
+    tmp, _ = mini_run
+    exp = tmp / "exp" / "asr_mini_moe"
+    s2t = Speech2Text(str(exp / "config.yaml"), str(exp / "valid.loss.ave.pth"))
+    assert 256 < s2t.min_samples < 16000
+    for n in (0, 1, 100, s2t.min_samples - 1):
+        r = s2t(np.zeros(n, dtype=np.float32))
+        assert r.text == "" and r.token_ids == []
+    r = s2t(np.zeros(16000, dtype=np.float32))
+    assert isinstance(r.text, str) and r.lang in ("hi", "mr", "ta", "te")
+    # A batch mixing a too-short and a normal utterance decodes the normal one.
+    import torch
+    speech = torch.zeros(2, 16000)
+    speech[1] = torch.randn(16000) * 0.1
+    results = s2t.batch(speech, torch.tensor([50, 16000]))
+    assert results[0].text == "" and results[1].lang in ("hi", "mr", "ta", "te")
+    # Unseen language: English from espeak-ng, resampled to 16 kHz.
+    wav = tmp_path / "en.wav"
+    subprocess.run(["espeak-ng", "-v", "en", "-w", str(tmp_path / "raw.wav"), "this is an unseen language"], check=True)
+    subprocess.run(["sox", str(tmp_path / "raw.wav"), "-r", "16000", "-c", "1", str(wav)], check=True)
+    audio, fs = sf.read(wav, dtype="float32")
+    r = s2t(audio)
+    assert fs == 16000 and isinstance(r.text, str) and r.lang in ("hi", "mr", "ta", "te")
+    assert abs(sum(r.lang_posterior) - 1) < 1e-4
+    # A prior naming a language the model does not know is refused with the known ones.
+    with pytest.raises(ValueError, match=r"unknown \['bn'\]; the model knows \['hi', 'mr', 'ta', 'te'\]"):
+        s2t.set_language_prior(["hi", "bn"])
+    # ... and by the decoding CLI, before any decoding, without a traceback.
+    res = subprocess.run(
+        [sys.executable, "-m", "espnet_plugins.bin.asr_inference", "--asr_train_config", str(exp / "config.yaml"),
+         "--asr_model_file", str(exp / "valid.loss.ave.pth"), "--allowed_langs", "hi,bn",
+         "--data_path_and_name_and_type", f"{tmp}/dump/raw/test_id/wav.scp,speech,sound",
+         "--output_dir", str(tmp_path / "out")], capture_output=True, text=True)
+    assert res.returncode != 0 and "unknown ['bn']" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "out" / "text").exists()

@@ -261,3 +261,100 @@ def test_load_balance_trains_the_gate():
 def test_bad_config_raises_clear_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make(**kwargs)
+
+
+# ------------------------------------------------------------ gate conditioning
+LANGS4 = ["hi", "mr", "ta", "te"]
+FAMILIES = {"hi": "indo_aryan", "mr": "indo_aryan", "ta": "dravidian", "te": "dravidian"}
+
+
+def test_gate_conditioning_starts_as_a_no_op_and_biases_the_gate_per_language():
+    plain = make()
+    cond = make(langs=LANGS4, gate_conditioning="language").eval()
+    plain.eval()
+    x, lengths = batch()
+    cond.set_gate_condition(torch.tensor([0, 2, -1]))
+    assert torch.allclose(cond(x, lengths)[0], plain(x, lengths)[0])  # zero-initialised table
+    with torch.no_grad():
+        cond.condition_bias.weight[0] = torch.tensor([6.0, 0, 0, 0])  # hi -> expert 0
+        cond.condition_bias.weight[2] = torch.tensor([0, 0, 6.0, 0])  # ta -> expert 2
+    cond.set_gate_condition(torch.tensor([0, 2, -1]))
+    cond(x, lengths)
+    gate = cond.last_gate
+    plain(x, lengths)
+    assert gate[0].argmax() == 0 and gate[0, 0] > 0.9 and gate[1].argmax() == 2 and gate[1, 2] > 0.9
+    assert torch.allclose(gate[2], plain.last_gate[2])  # -1 = unknown row (still zero)
+    # The batch condition is used once; the next forward without labels is "unknown".
+    cond(x, lengths)
+    assert torch.allclose(cond.last_gate, plain.last_gate)
+
+
+def test_family_conditioning_shares_a_row_and_follows_a_language_prior():
+    proj = make(langs=LANGS4, gate_conditioning="family", language_families=FAMILIES).eval()
+    assert proj.condition_names == ["dravidian", "indo_aryan"] and proj.condition_bias.num_embeddings == 3
+    with torch.no_grad():
+        proj.condition_bias.weight[1] = torch.tensor([0, 6.0, 0, 0])  # indo_aryan -> expert 1
+    x, lengths = batch()
+    proj.set_language_prior([0, 1])  # hi, mr: one family -> conditioned on it
+    proj(x, lengths)
+    assert (proj.last_gate.argmax(1) == 1).all()
+    proj.set_language_prior([0, 2])  # two families -> unknown
+    proj(x, lengths)
+    unknown = proj.last_gate
+    proj.set_language_prior(None)
+    proj(x, lengths)
+    assert torch.allclose(unknown, proj.last_gate) and not (proj.last_gate.argmax(1) == 1).all()
+
+
+def test_condition_dropout_replaces_labels_by_unknown_in_training_only():
+    proj = make(langs=LANGS4, gate_conditioning="language", condition_dropout=0.5)
+    with torch.no_grad():
+        proj.condition_bias.weight[:4] = 8 * torch.eye(4)
+    x = torch.randn(200, 5, D_IN)
+    lengths = torch.full((200,), 5)
+    proj.train().set_gate_condition(torch.zeros(200, dtype=torch.long))
+    proj(x, lengths)
+    share = (proj.last_gate[:, 0] > 0.9).float().mean()
+    assert 0.3 < share < 0.7
+    proj.eval().set_gate_condition(torch.zeros(200, dtype=torch.long))
+    proj(x, lengths)
+    assert (proj.last_gate[:, 0] > 0.9).all()
+
+
+def test_model_passes_utterance_languages_to_the_gate():
+    from espnet2.asr.ctc import CTC
+    from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
+
+    from espnet_plugins.asr.espnet_model import MoEASRModel
+
+    torch.manual_seed(0)
+    proj = make(langs=LANGS4, gate_conditioning="language", condition_dropout=0.0)
+    vocab = ["<blank>", "<unk>", "a", "b", "<sos/eos>"]
+    model = MoEASRModel(vocab_size=5, token_list=vocab, frontend=None, specaug=None, normalize=None,
+                        preencoder=proj, encoder=TransformerEncoder(D_OUT, output_size=8, attention_heads=2,
+                                                                    linear_units=8, num_blocks=1,
+                                                                    input_layer="linear"),
+                        postencoder=None, decoder=None, ctc=CTC(5, 8), joint_network=None, ctc_weight=1.0,
+                        langs=LANGS4)
+    x, lengths = batch()
+    loss, _, _ = model(speech=x, speech_lengths=lengths, text=torch.tensor([[2, 3], [3, -1], [2, -1]]),
+                       text_lengths=torch.tensor([2, 1, 1]), lang=torch.tensor([[1], [3], [1]]),
+                       lang_lengths=torch.tensor([1, 1, 1]))
+    loss.backward()
+    rows_with_grad = proj.condition_bias.weight.grad.abs().sum(1).nonzero().flatten().tolist()
+    assert rows_with_grad == [1, 3]  # mr and te, the batch's languages
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(gate_conditioning="speaker", langs=LANGS4), "gate_conditioning must be one of"),
+        (dict(gate_conditioning="language"), "gate_conditioning needs the languages"),
+        (dict(gate_conditioning="language", langs=LANGS4, variant="monolithic"), "needs a gate"),
+        (dict(gate_conditioning="family", langs=LANGS4, language_families={"hi": "ia"}),
+         r"no family for \['mr', 'ta', 'te'\]"),
+    ],
+)
+def test_bad_gate_conditioning_raises_clear_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make(**kwargs)

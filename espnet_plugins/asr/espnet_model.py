@@ -1,5 +1,6 @@
 """``MoEASRModel``: ESPnet's ASR model plus the auxiliary losses of MoE modules."""
 import inspect
+import logging
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -28,6 +29,14 @@ class MoEASRModel(ESPnetASRModel):
             sequence (``utt2lang`` may list several), for code-switched data where one
             label per utterance is wrong; blank is a constant logit 0.
         load_balance_weight: weight of the modules' ``load_balance`` losses.
+
+    Non-finite training steps: when a training batch gives a NaN/inf loss (corrupt
+    audio, an exploding step), the normalisation running statistics (BatchNorm) that
+    its forward updated are restored, a warning with the running count is logged and
+    the stat ``nonfinite_step`` is 1 for that step (its epoch mean is the fraction of
+    skipped steps). The NaN loss is returned as is: ESPnet's trainer then sees a
+    non-finite gradient norm and skips the optimizer step, so nothing non-finite
+    reaches the weights or a checkpoint.
     """
 
     @typechecked
@@ -52,6 +61,7 @@ class MoEASRModel(ESPnetASRModel):
         self.lid_weight = lid_weight
         self.lid_loss = lid_loss
         self.load_balance_weight = load_balance_weight
+        self.num_nonfinite_steps = 0  # this process's count (not saved: keeps old checkpoints loadable)
 
     # ------------------------------------------------------------------ helpers
     @classmethod
@@ -145,6 +155,16 @@ class MoEASRModel(ESPnetASRModel):
         acc = (votes.sum(1).argmax(-1) == lang[:, 0]).float().mean()
         return loss, acc
 
+    def _running_stat_buffers(self) -> List[torch.Tensor]:
+        """Buffers a training forward updates in place (BatchNorm running mean/var/count)."""
+        return [
+            b
+            for m in self.modules()
+            if isinstance(m, torch.nn.modules.batchnorm._NormBase) and m.track_running_stats
+            for b in m.buffers(recurse=False)
+            if b is not None
+        ]
+
     # ------------------------------------------------------------------ forward
     def forward(
         self,
@@ -156,6 +176,48 @@ class MoEASRModel(ESPnetASRModel):
         lang_lengths: Optional[torch.Tensor] = None,
         **kwargs,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+        saved = [b.clone() for b in self._running_stat_buffers()] if self.training else None
+        loss, stats, weight = self._forward_losses(
+            speech, speech_lengths, text, text_lengths, lang, lang_lengths, **kwargs
+        )
+        if saved is not None:
+            finite = bool(torch.isfinite(loss))
+            if not finite:
+                # Through ``.data``: the batch-norm op saved these buffers for its
+                # backward (which does not read them in training mode); an in-place
+                # write that bumps their version would make loss.backward() raise.
+                for buf, old in zip(self._running_stat_buffers(), saved):
+                    buf.data.copy_(old)
+                self.num_nonfinite_steps += 1
+                logging.warning(
+                    f"non-finite training loss ({float(loss.detach())}; "
+                    + ", ".join(
+                        f"{k}={float(v):.4g}"
+                        for k, v in stats.items()
+                        if k.startswith("loss") and v is not None
+                    )
+                    + f") for a batch of {speech.shape[0]} utterances: normalisation statistics "
+                    f"restored, the optimizer step is skipped ({self.num_nonfinite_steps} such steps "
+                    "in this run so far). Many of them point to corrupt audio (NaN samples) or too "
+                    "high a learning rate."
+                )
+            stats["nonfinite_step"] = loss.new_tensor(0.0 if finite else 1.0)
+        return loss, stats, weight
+
+    def _forward_losses(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        text: Optional[torch.Tensor],
+        text_lengths: Optional[torch.Tensor],
+        lang: Optional[torch.Tensor],
+        lang_lengths: Optional[torch.Tensor],
+        **kwargs,
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+        if lang is not None:  # modules whose gate is conditioned on the language
+            for module in self.aux_modules():
+                if hasattr(module, "set_gate_condition"):
+                    module.set_gate_condition(lang[:, 0])
         if text is not None:
             loss, stats, weight = super().forward(speech, speech_lengths, text, text_lengths, **kwargs)
         else:

@@ -72,11 +72,14 @@ def main(argv=None) -> None:
     oracle = args.allowed_langs in ("oracle", "oracle_wrong")
     if oracle and (args.prior_utt2lang is None or args.batch_size != 1):
         raise SystemExit("--allowed_langs oracle[_wrong] needs --prior_utt2lang and --batch_size 1")
-    s2t = Speech2Text(
-        args.asr_train_config, args.asr_model_file, device=device, decoding=args.decoding_method,
-        beam_size=args.beam_size, prior_mode=args.prior_mode, soft_floor=args.soft_floor,
-        allowed_langs=args.allowed_langs.split(",") if args.allowed_langs and not oracle else None,
-    )
+    try:
+        s2t = Speech2Text(
+            args.asr_train_config, args.asr_model_file, device=device, decoding=args.decoding_method,
+            beam_size=args.beam_size, prior_mode=args.prior_mode, soft_floor=args.soft_floor,
+            allowed_langs=args.allowed_langs.split(",") if args.allowed_langs and not oracle else None,
+        )
+    except ValueError as e:  # a bad option (unknown language, prior mode ...): no traceback
+        raise SystemExit(f"asr_inference: {e}")
     utt_prior = _utterance_priors(args.prior_utt2lang, s2t.langs, args.allowed_langs == "oracle_wrong") if oracle else {}
     loader = MoEASRTask.build_streaming_iterator(
         [tuple(x.split(",")) for x in args.data_path_and_name_and_type],

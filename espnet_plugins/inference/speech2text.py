@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from espnet2.text.build_tokenizer import build_tokenizer
 from espnet2.text.token_id_converter import TokenIDConverter
+from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
 
 from espnet_plugins.inference.ctc_decoding import ctc_greedy, ctc_prefix_beam_search
 from espnet_plugins.tasks.asr import MoEASRTask
@@ -64,6 +65,36 @@ class Speech2Text:
         self.converter = TokenIDConverter(token_list=model.token_list)
         self.tokenizer = build_tokenizer(token_type=args.token_type, bpemodel=args.bpemodel)
         self.set_language_prior(allowed_langs, prior_mode, soft_floor)
+        self.min_samples = self._shortest_decodable_input()
+
+    @torch.no_grad()
+    def _shortest_decodable_input(self) -> int:
+        """Fewest samples the frontend (STFT padding) and the subsampling accept.
+
+        Found once by bisection on silence, so that shorter inputs (an empty file, a
+        click) get an empty result instead of an exception from deep inside the model.
+        """
+
+        def ok(n: int) -> bool:
+            try:
+                self.model.encode(torch.zeros(1, n, device=self.device), torch.tensor([n], device=self.device))
+                return True
+            except (TooShortUttError, RuntimeError):
+                return False
+            finally:
+                if hasattr(self.model, "pop_aux"):
+                    self.model.pop_aux()
+
+        hi = 64
+        while not ok(hi):
+            hi *= 2
+            if hi > 1 << 22:
+                raise RuntimeError("the model cannot encode even 4 M samples of silence; check the config")
+        lo = hi // 2  # ok(lo) is False or lo is below every tested size
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+        return hi
 
     def set_language_prior(
         self, allowed_langs: Optional[Sequence[str]], mode: str = "hard", soft_floor: float = 0.1
@@ -89,7 +120,16 @@ class Speech2Text:
 
     @torch.no_grad()
     def batch(self, speech: torch.Tensor, lengths: torch.Tensor) -> List[Result]:
-        """Decode a padded batch: speech [B, S] float, lengths [B]."""
+        """Decode a padded batch: speech [B, S] float, lengths [B].
+
+        Utterances shorter than :attr:`min_samples` (too short for the STFT and the
+        subsampling) get an empty result; the rest are decoded normally.
+        """
+        long_enough = (lengths >= self.min_samples).tolist()
+        if not all(long_enough):
+            keep = [i for i, k in enumerate(long_enough) if k]
+            decoded = iter(self.batch(speech[keep, : int(lengths[keep].max())], lengths[keep]) if keep else [])
+            return [next(decoded) if k else Result("", [], []) for k in long_enough]
         speech, lengths = speech.to(self.device), lengths.to(self.device)
         enc, enc_lens = self.model.encode(speech, lengths)
         if isinstance(enc, tuple):

@@ -90,8 +90,16 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         router_channels: TDNN channels / router FFN hidden size.
         router_kernel_sizes: TDNN kernel sizes (odd), one per layer.
         router_dilations: TDNN dilations, one per layer.
+        router_activation: TDNN/FFN nonlinearity of the router (``swish`` default;
+            ``relu`` units die during the CTC plateau, see LanguageRouter).
         routing: ``frame`` (top-1 per frame) or ``utterance`` (one expert per
             utterance from the mean router log-probability over valid frames).
+        expert_init: ``replicate`` (default): all experts of a layer start from the
+            same random draw, so the untrained MoE equals a dense encoder whatever
+            the routing and CTC leaves its plateau as fast as the dense model;
+            ``independent``: one draw per expert. Neither paper says how experts
+            are initialised; with ``independent`` our BLR-MoE run on the built-in
+            corpus never left the CTC plateau (RESULTS.md, ``blr_moe`` notes).
         router_detach: feed the router a stop-gradient copy of its input, so that the
             LID loss trains only the router and never the ASR weights.
         input_layer: ``conv2d`` (4x), ``conv2d2``, ``conv2d6``, ``conv2d8`` or
@@ -126,8 +134,10 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         router_channels: int = 512,
         router_kernel_sizes: List[int] = [5, 3, 3],
         router_dilations: List[int] = [1, 2, 3],
+        router_activation: str = "swish",
         routing: str = "frame",
         router_detach: bool = False,
+        expert_init: str = "replicate",
         input_layer: str = "conv2d",
         dropout_rate: float = 0.1,
         positional_dropout_rate: float = 0.1,
@@ -153,6 +163,11 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
             raise ValueError(
                 f"input_layer must be one of {sorted(SUBSAMPLING)}, got {input_layer!r}"
             )
+        if expert_init not in ("replicate", "independent"):
+            raise ValueError(
+                f"expert_init must be 'replicate' or 'independent', got {expert_init!r}"
+            )
+        replicate = expert_init == "replicate"
         if num_shared_blocks < 0 or num_moe_blocks < 0:
             raise ValueError("num_shared_blocks and num_moe_blocks must be >= 0")
         self._output_size = output_size
@@ -185,6 +200,7 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
                         linear_units,
                         dropout_rate,
                         activation,
+                        replicate_init=replicate,
                     )
                 return PositionwiseFeedForward(
                     output_size, linear_units, dropout_rate, activation
@@ -198,6 +214,7 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
                     self.num_experts,
                     moe_attention_projections,
                     zero_triu,
+                    replicate_init=replicate,
                 )
             else:
                 attention = RelPositionMultiHeadedAttention(
@@ -232,6 +249,7 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
             router_dilations,
             router_dropout_rate,
             routing,
+            router_activation,
         )
         self.after_norm = LayerNorm(output_size)
 

@@ -19,13 +19,22 @@ class ExpertLinear(torch.nn.Module):
         in_features: input size.
         out_features: output size.
         bias: whether each expert has a bias.
+        replicate_init: start every expert from the same random draw (expert 0's),
+            so that at step 0 the layer equals one dense ``Linear`` whatever the
+            routing; experts then diverge through the tokens routed to them.
     """
 
     def __init__(
-        self, num_experts: int, in_features: int, out_features: int, bias: bool = True
+        self,
+        num_experts: int,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        replicate_init: bool = False,
     ):
         super().__init__()
         self.num_experts = num_experts
+        self.replicate_init = replicate_init
         self.in_features = in_features
         self.out_features = out_features
         self.weight = torch.nn.Parameter(
@@ -38,11 +47,19 @@ class ExpertLinear(torch.nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """``torch.nn.Linear``'s default init per expert: U(+-1/sqrt(in_features))."""
+        """``torch.nn.Linear``'s default init per expert: U(+-1/sqrt(in_features)).
+
+        With ``replicate_init`` expert 0's draw is copied into every expert.
+        """
         bound = 1.0 / math.sqrt(self.in_features)
         torch.nn.init.uniform_(self.weight, -bound, bound)
         if self.bias is not None:
             torch.nn.init.uniform_(self.bias, -bound, bound)
+        if self.replicate_init:
+            with torch.no_grad():
+                self.weight.copy_(self.weight[:1].expand_as(self.weight))
+                if self.bias is not None:
+                    self.bias.copy_(self.bias[:1].expand_as(self.bias))
 
     # ESPnet's ``init:`` option computes fans of >2-D parameters as if they were conv
     # kernels, which is wrong for a stacked [E, in, out] weight; it calls this hook

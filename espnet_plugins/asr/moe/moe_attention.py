@@ -39,6 +39,7 @@ class MoERelPositionMultiHeadedAttention(RelPositionMultiHeadedAttention):
         num_experts: number of experts E.
         expert_projections: subset of ``("q", "k", "v", "o")``.
         zero_triu: as in ESPnet.
+        replicate_init: every expert starts from the same weights (ExpertLinear).
     """
 
     def __init__(
@@ -49,6 +50,7 @@ class MoERelPositionMultiHeadedAttention(RelPositionMultiHeadedAttention):
         num_experts: int,
         expert_projections: Sequence[str] = ("v", "o"),
         zero_triu: bool = False,
+        replicate_init: bool = False,
     ):
         super().__init__(n_head, n_feat, dropout_rate, zero_triu)
         unknown = set(expert_projections) - set(PROJECTION_NAMES)
@@ -59,7 +61,9 @@ class MoERelPositionMultiHeadedAttention(RelPositionMultiHeadedAttention):
             )
         self.expert_projections = tuple(p for p in "qkvo" if p in expert_projections)
         for p in self.expert_projections:
-            expert = ExpertLinear(num_experts, n_feat, n_feat)
+            expert = ExpertLinear(
+                num_experts, n_feat, n_feat, replicate_init=replicate_init
+            )
             setattr(self, PROJECTION_NAMES[p], expert)
 
     def _project(self, p, x, plan, x_sorted=None):

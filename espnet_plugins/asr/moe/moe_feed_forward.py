@@ -19,6 +19,7 @@ class MoEFeedForward(torch.nn.Module):
         hidden_units: hidden size of each expert.
         dropout_rate: dropout between the two linears.
         activation: activation module.
+        replicate_init: every expert starts from the same weights (ExpertLinear).
     """
 
     def __init__(
@@ -28,10 +29,15 @@ class MoEFeedForward(torch.nn.Module):
         hidden_units: int,
         dropout_rate: float,
         activation: torch.nn.Module = torch.nn.ReLU(),
+        replicate_init: bool = False,
     ):
         super().__init__()
-        self.w_1 = ExpertLinear(num_experts, idim, hidden_units)
-        self.w_2 = ExpertLinear(num_experts, hidden_units, idim)
+        self.w_1 = ExpertLinear(
+            num_experts, idim, hidden_units, replicate_init=replicate_init
+        )
+        self.w_2 = ExpertLinear(
+            num_experts, hidden_units, idim, replicate_init=replicate_init
+        )
         self.dropout = torch.nn.Dropout(dropout_rate)
         self.activation = activation
 

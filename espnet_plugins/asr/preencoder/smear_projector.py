@@ -1,21 +1,22 @@
 """SMEAR-MoE projector (arXiv 2601.19451) and its baselines as an ESPnet preencoder."""
 import logging
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from typeguard import typechecked
 
 from espnet2.asr.preencoder.abs_preencoder import AbsPreEncoder
-from espnet_plugins.asr.moe_interface import AuxOutputMixin
+from espnet_plugins.asr.moe_interface import AuxOutputMixin, LanguagePriorMixin
 from espnet_plugins.asr.preencoder.conv1d_downsampler import Conv1dDownsampler
 from espnet_plugins.asr.preencoder.expert_mlp_bank import ExpertMLPBank
 from espnet_plugins.asr.preencoder.utterance_gate import UtteranceGate
 
 VARIANTS = ("smear", "monolithic", "dense_ensemble", "hard_topk")
 LOAD_BALANCE_TYPES = ("mse", "switch")
+GATE_CONDITIONING = ("none", "language", "family")
 
 
-class SmearProjector(AbsPreEncoder, AuxOutputMixin):
+class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
     """Conv1D downsampler -> utterance gate -> M expert MLPs merged per utterance.
 
     SMEAR-MoE (soft merging of experts with adaptive routing, Muqeeth, Liu & Raffel
@@ -71,6 +72,22 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin):
         load_balance_type: ``mse`` or ``switch`` (see above).
         activation: Expert activation: ``relu``, ``gelu``, ``swish`` or ``tanh``.
         dropout: Dropout on the experts' hidden activation.
+        langs: Language names in id order (the ASR task injects them from
+            ``--lang_list``); needed only for ``gate_conditioning``.
+        gate_conditioning: ``none`` (default, the paper's projector), ``language``
+            or ``family``: a learned bias per language (or language family) is added
+            to the gate logits — the SMEAR-MoE paper's open question 3, "would
+            conditioning the gate on language or family identity help?". The bias
+            table starts at zero (no effect until trained). :class:`MoEASRModel`
+            passes each training/validation utterance's ``utt2lang`` language; at
+            inference the condition comes from a language prior
+            (``--allowed_langs``, :meth:`set_language_prior`) when it names exactly
+            one language (or one family), and is "unknown" otherwise.
+        language_families: ``{language: family}`` for ``family`` conditioning, e.g.
+            ``{hi: indo_aryan, mr: indo_aryan, ta: dravidian, te: dravidian}``.
+        condition_dropout: During training each utterance's condition is replaced
+            by "unknown" with this probability, so that the "unknown" row is trained
+            and decoding without a prior works.
     """
 
     @typechecked
@@ -89,6 +106,10 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin):
         load_balance_type: str = "mse",
         activation: str = "relu",
         dropout: float = 0.0,
+        langs: Optional[List[str]] = None,
+        gate_conditioning: str = "none",
+        language_families: Optional[Dict[str, str]] = None,
+        condition_dropout: float = 0.1,
     ):
         super().__init__()
         if variant not in VARIANTS:
@@ -124,6 +145,7 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin):
             num_experts, input_size, hidden_size, output_size, activation, dropout
         )
         self.last_gate: Optional[torch.Tensor] = None
+        self._setup_conditioning(langs, gate_conditioning, language_families, condition_dropout)
 
         shared = sum(p.numel() for p in self.downsampler.parameters())
         if self.gate is not None:
@@ -138,6 +160,93 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin):
             f"{self.num_params_total / 1e6:.3f} M parameters, "
             f"{self.num_params_active / 1e6:.3f} M active per frame"
         )
+
+    def _setup_conditioning(
+        self,
+        langs: Optional[List[str]],
+        mode: str,
+        families: Optional[Dict[str, str]],
+        dropout: float,
+    ) -> None:
+        if mode not in GATE_CONDITIONING:
+            raise ValueError(f"gate_conditioning must be one of {GATE_CONDITIONING}, got {mode!r}")
+        self.gate_conditioning = mode
+        self.langs = list(langs) if langs is not None else None
+        self.condition_dropout = dropout
+        self._batch_condition: Optional[torch.Tensor] = None
+        self._prior_condition: Optional[int] = None
+        self.condition_bias: Optional[torch.nn.Embedding] = None
+        if mode == "none":
+            return
+        if self.gate is None:
+            raise ValueError(
+                f"gate_conditioning={mode!r} needs a gate: use variant smear or hard_topk "
+                f"(got {self.variant!r})"
+            )
+        if not self.langs:
+            raise ValueError(
+                "gate_conditioning needs the languages: the ASR task injects "
+                "preencoder_conf.langs from --lang_list; outside it pass langs=[...]"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"condition_dropout must be in [0, 1), got {dropout}")
+        if mode == "language":
+            names = list(self.langs)
+            lang_to_condition = list(range(len(self.langs)))
+        else:
+            missing = [x for x in self.langs if x not in (families or {})]
+            if missing:
+                raise ValueError(
+                    f"gate_conditioning=family: language_families has no family for "
+                    f"{missing}; give every language of {self.langs} a family"
+                )
+            names = sorted(set(families[x] for x in self.langs))
+            lang_to_condition = [names.index(families[x]) for x in self.langs]
+        self.condition_names = names
+        # Row len(names) is "unknown". Zero init: conditioning starts as a no-op.
+        self.condition_bias = torch.nn.Embedding(len(names) + 1, self.num_experts)
+        torch.nn.init.zeros_(self.condition_bias.weight)
+        self.register_buffer(
+            "_lang_to_condition", torch.tensor(lang_to_condition), persistent=False
+        )
+
+    def set_gate_condition(self, lang_ids: Optional[torch.Tensor]) -> None:
+        """Language ids [B] (``-1``: unknown) for the next forward only (the model's labels)."""
+        self._batch_condition = lang_ids
+
+    def set_language_prior(
+        self,
+        allowed: Optional[Sequence[int]],
+        mode: str = "hard",
+        soft_floor: float = 0.1,
+    ) -> None:
+        """Inference condition: the prior's language (or family) if it names one, else unknown.
+
+        ``mode``/``soft_floor`` do not apply (SMEAR routes softly by construction).
+        """
+        if self.condition_bias is None or allowed is None:
+            self._prior_condition = None
+            return
+        conditions = {int(self._lang_to_condition[i]) for i in allowed}
+        self._prior_condition = conditions.pop() if len(conditions) == 1 else None
+
+    def _condition_logit_bias(self, batch_size: int, device) -> Optional[torch.Tensor]:
+        if self.condition_bias is None:
+            return None
+        unknown = len(self.condition_names)
+        labels, self._batch_condition = self._batch_condition, None
+        if labels is not None:
+            labels = labels.to(device)
+            cond = torch.where(
+                labels >= 0, self._lang_to_condition.to(device)[labels.clamp(min=0)], unknown
+            )
+            if self.training and self.condition_dropout > 0:
+                drop = torch.rand(batch_size, device=device) < self.condition_dropout
+                cond = cond.masked_fill(drop, unknown)
+        else:
+            prior = unknown if self._prior_condition is None else self._prior_condition
+            cond = torch.full((batch_size,), prior, device=device, dtype=torch.long)
+        return self.condition_bias(cond)
 
     def output_size(self) -> int:
         return self._output_size
@@ -155,7 +264,7 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin):
         elif self.variant == "dense_ensemble":
             y = self.experts.forward_mean(x)
         else:
-            gate = self.gate(x, lengths)
+            gate = self.gate(x, lengths, self._condition_logit_bias(x.size(0), x.device))
             if self.variant == "smear":
                 y = self.experts.forward_merged(x, gate)
                 routed = gate.argmax(dim=1, keepdim=True)  # f_m of the switch loss

@@ -1,4 +1,6 @@
 """Utterance-level gate of the SMEAR-MoE projector."""
+from typing import Optional
+
 import torch
 from typeguard import typechecked
 
@@ -38,9 +40,21 @@ class UtteranceGate(torch.nn.Module):
         else:
             raise ValueError(f"gate_type must be 'linear' or 'mlp', got {gate_type!r}")
 
-    def forward(self, xs: torch.Tensor, ilens: torch.Tensor) -> torch.Tensor:
-        """Return ḡ [B, M] for frames ``xs`` [B, T, D] with lengths ``ilens`` [B]."""
-        probs = torch.softmax(self.net(xs), dim=-1)  # [B, T, M]
+    def forward(
+        self,
+        xs: torch.Tensor,
+        ilens: torch.Tensor,
+        logit_bias: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Return ḡ [B, M] for frames ``xs`` [B, T, D] with lengths ``ilens`` [B].
+
+        ``logit_bias`` [B, M], if given, is added to every frame's gate logits (the
+        projector's optional language/family conditioning).
+        """
+        logits = self.net(xs)
+        if logit_bias is not None:
+            logits = logits + logit_bias.unsqueeze(1)
+        probs = torch.softmax(logits, dim=-1)  # [B, T, M]
         frames = torch.arange(xs.size(1), device=xs.device)
         valid = (frames < ilens.unsqueeze(1)).to(probs.dtype)  # [B, T]
         # Masked mean as one batched matvec: [B, 1, T] @ [B, T, M].
