@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""One accuracy table of every trained variant, from the ``scores.json`` stage 9 wrote.
+
+    local/compare_results.py --results_md RESULTS.md \\
+        --row "dense conformer=exp/asr_dense_conformer" \\
+        --row "BLR-MoE (v,o)=exp/asr_blr_moe" \\
+        --row "BLR-MoE + correct prior (hard)=exp/asr_blr_moe:ctc_greedy_prior_hard_oracle" \\
+        --relative "BLR-MoE (v,o)|LR-MoE|paper: better than LR-MoE, most in mismatched domains"
+
+A row is ``label=EXP_DIR[:DECODE_TAG]`` (default tag ``ctc_greedy``); its figures come from
+``EXP_DIR/decode_<tag>/scores.json`` and the parameter counts from ``EXP_DIR/config.yaml``
++ ``valid.loss.ave.pth``. Columns: parameters (total / active per frame: one expert per
+frame in BLR/LR-MoE expert layers, one merged expert for SMEAR, k for hard top-k, all for
+the dense ensemble), CER per language and overall on ``test_id`` and on the pooled
+``test_ood_*`` sets (counts summed over the four conditions), WER overall, LID accuracy,
+``test_cs`` CER, and the greedy-decoding RTF on ``test_id``. Test sets a row was not decoded
+on show ``-``. ``--relative A|B|claim`` adds relative CER/WER changes of A against B (negative
+= A better) next to the claim a paper makes. The section is replaced on rerun
+(``local/score.py``'s markers); hand-written text around it is kept.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from score import environment, update_results_md  # noqa: E402
+
+LANGS = ("hi", "mr", "ta", "te")
+TAG = "comparison of every variant"
+
+
+def _pool(sets: list[dict]) -> dict:
+    """Sum the error counts of several test sets (and of their languages)."""
+    def add(acc, part):
+        for unit in ("words", "chars"):
+            for k, v in part[unit].items():
+                acc[unit][k] = acc[unit].get(k, 0) + v
+        if part.get("lid"):
+            acc["lid"]["correct"] += part["lid"]["correct"]
+            acc["lid"]["total"] += part["lid"]["total"]
+
+    out = {"words": {}, "chars": {}, "lid": {"correct": 0, "total": 0}, "per_lang": {}}
+    for s in sets:
+        add(out, s)
+        for lang, part in s.get("per_lang", {}).items():
+            add(out["per_lang"].setdefault(lang, {"words": {}, "chars": {}, "lid": {"correct": 0, "total": 0}}), part)
+    return out
+
+
+def _rate(counts: dict, unit: str) -> Optional[float]:
+    c = counts.get(unit, {})
+    return 100.0 * c["err"] / c["ref"] if c.get("ref") else None
+
+
+def _lid(counts: dict) -> Optional[float]:
+    lid = counts.get("lid") or {}
+    return 100.0 * lid["correct"] / lid["total"] if lid.get("total") else None
+
+
+def _fmt(x: Optional[float], digits: int = 1) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def param_counts(exp: Path) -> tuple[float, float]:
+    """(total, active per frame) parameters in millions, from the trained model."""
+    from espnet_plugins.asr.moe.expert_linear import ExpertLinear
+    from espnet_plugins.asr.preencoder.smear_projector import SmearProjector
+    from espnet_plugins.tasks.asr import MoEASRTask
+
+    model, _ = MoEASRTask.build_model_from_file(exp / "config.yaml", exp / "valid.loss.ave.pth", "cpu")
+    total = sum(p.numel() for p in model.parameters())
+    inactive = 0.0
+    for m in model.modules():
+        if isinstance(m, ExpertLinear):
+            inactive += sum(p.numel() for p in m.parameters()) * (m.num_experts - 1) / m.num_experts
+        elif isinstance(m, SmearProjector):
+            inactive += m.num_params_total - m.num_params_active
+    return total / 1e6, (total - inactive) / 1e6
+
+
+def row_figures(exp: Path, tag: str) -> dict:
+    scores = json.loads((exp / f"decode_{tag}" / "scores.json").read_text())["test_sets"]
+    ood = [v for k, v in scores.items() if k.startswith("test_ood_")]
+    pooled = _pool(ood) if ood else None
+    fig = {"id": scores.get("test_id"), "ood": pooled, "cs": scores.get("test_cs")}
+    fig["rtf"] = (scores.get("test_id") or {}).get("rtf", {}).get("rtf")
+    return fig
+
+
+def table(rows: list[tuple[str, Path, str]], params: dict) -> str:
+    head = (["model", "params M (total / active)"]
+            + [f"ID {lang}" for lang in LANGS] + ["ID CER", "ID WER"]
+            + [f"OOD {lang}" for lang in LANGS] + ["OOD CER", "OOD WER"]
+            + ["LID ID", "LID OOD", "cs CER", "RTF"])
+    lines = ["|" + "|".join(head) + "|", "|" + "|".join("---" for _ in head) + "|"]
+    for label, exp, tag in rows:
+        f = row_figures(exp, tag)
+        total, active = params[exp]
+        cells = [label, f"{total:.2f} / {active:.2f}"]
+        for key in ("id", "ood"):
+            part = f[key] or {}
+            cells += [_fmt(_rate(part.get("per_lang", {}).get(lang, {}), "chars")) for lang in LANGS]
+            cells += [_fmt(_rate(part, "chars")), _fmt(_rate(part, "words"))]
+        cells += [_fmt(_lid(f["id"] or {})), _fmt(_lid(f["ood"] or {})), _fmt(_rate(f["cs"] or {}, "chars")),
+                  _fmt(f["rtf"], 4)]
+        lines.append("|" + "|".join(cells) + "|")
+    return "\n".join(lines) + "\n"
+
+
+def relative_table(specs: list[str], rows: dict[str, tuple[Path, str]]) -> str:
+    lines = ["|A vs B|ID CER|OOD CER|ID WER|OOD WER|what the paper claims|", "|---|---|---|---|---|---|"]
+    for spec in specs:
+        a, b, claim = (spec.split("|") + [""])[:3]
+        fa, fb = row_figures(*rows[a]), row_figures(*rows[b])
+        cells = [f"{a} vs {b}"]
+        for unit in ("chars", "words"):
+            for key in ("id", "ood"):
+                ra, rb = _rate(fa[key] or {}, unit), _rate(fb[key] or {}, unit)
+                cells.append("-" if ra is None or rb is None else f"{100 * (ra - rb) / rb:+.1f} %")
+        lines.append("|" + "|".join(cells + [claim]) + "|")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> str:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--row", action="append", required=True, metavar="LABEL=EXP_DIR[:DECODE_TAG]")
+    p.add_argument("--relative", action="append", default=[], metavar="A|B|CLAIM")
+    p.add_argument("--results_md", help="replace the comparison section in this RESULTS.md")
+    p.add_argument("--note", default="", help="text placed under the tables")
+    a = p.parse_args(argv)
+    rows: list[tuple[str, Path, str]] = []
+    for spec in a.row:
+        label, eq, rest = spec.partition("=")
+        if not eq:
+            p.error(f"--row {spec!r}: expected LABEL=EXP_DIR[:DECODE_TAG]")
+        exp, _, tag = rest.partition(":")
+        exp = Path(exp)
+        if not (exp / f"decode_{tag or 'ctc_greedy'}" / "scores.json").is_file():
+            p.error(f"--row {spec!r}: {exp}/decode_{tag or 'ctc_greedy'}/scores.json does not exist; run stage 9")
+        rows.append((label, exp, tag or "ctc_greedy"))
+    by_label = {label: (exp, tag) for label, exp, tag in rows}
+    for spec in a.relative:
+        for name in spec.split("|")[:2]:
+            if name not in by_label:
+                p.error(f"--relative {spec!r}: {name!r} is not a --row label")
+    params: dict = {}
+    for _, exp, _ in rows:
+        if exp not in params:
+            params[exp] = param_counts(exp)
+    env = environment(None)
+    text = "\n".join([
+        f"<!-- local/score.py section begin: {TAG} -->",
+        f"## {TAG}", "",
+        f"- date: `{env['date']}`; hardware: {env['hardware']}; software: {env['software']}",
+        "- command: `local/compare_results.py " + " ".join(f"'{x}'" for x in (argv or sys.argv[1:])) + "`",
+        "- CER / WER in %, micro-averaged; OOD = test_ood_voice + _noise + _reverb + _tel pooled; "
+        "LID = router's utterance language (models without a router: -); RTF = greedy CTC on test_id",
+        "", table(rows, params).rstrip("\n"),
+    ])
+    if a.relative:
+        text += "\n\nRelative change of A against B (negative: A has fewer errors):\n\n" + relative_table(
+            a.relative, by_label).rstrip("\n")
+    if a.note:
+        text += "\n\n" + a.note.strip()
+    text += f"\n<!-- local/score.py section end: {TAG} -->\n"
+    if a.results_md:
+        update_results_md(a.results_md, TAG, text)
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
