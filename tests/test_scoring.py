@@ -145,3 +145,33 @@ def test_cli_subprocess(sets):
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "|t2|1|0.0|0.0|0.0|0.0|-|-|" in proc.stdout
+
+
+def _fake_scores(exp: Path, id_chars, ood_chars) -> None:
+    """scores.json with given (ref, err) char counts for hi on test_id and two OOD sets."""
+    def part(ref, err, lid=None):
+        d = {"words": {"ref": ref // 5, "err": err // 5}, "chars": {"ref": ref, "err": err}}
+        if lid:
+            d["lid"] = {"correct": lid[0], "total": lid[1]}
+        return d
+
+    sets = {"test_id": dict(part(*id_chars, lid=(9, 10)), per_lang={"hi": part(*id_chars)}, rtf={"rtf": 0.02})}
+    for name, c in zip(("test_ood_noise", "test_ood_tel"), ood_chars):
+        sets[name] = dict(part(*c, lid=(5, 10)), per_lang={"hi": part(*c)})
+    (exp / "decode_ctc_greedy").mkdir(parents=True)
+    (exp / "decode_ctc_greedy" / "scores.json").write_text(json.dumps({"test_sets": sets}))
+
+
+def test_compare_results_pools_ood_sets_and_computes_relative_changes(tmp_path):
+    spec = importlib.util.spec_from_file_location("compare_results", ROOT / "local" / "compare_results.py")
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    a, b = tmp_path / "exp_a", tmp_path / "exp_b"
+    _fake_scores(a, (100, 10), [(100, 20), (300, 40)])  # OOD pooled: 60 / 400 = 15 %
+    _fake_scores(b, (100, 20), [(100, 30), (300, 50)])  # OOD pooled: 80 / 400 = 20 %
+    text = compare.table([("A", a, "ctc_greedy"), ("B", b, "ctc_greedy")], {a: (6.0, 3.8), b: (3.6, 3.6)})
+    row_a = next(line for line in text.splitlines() if line.startswith("|A|")).split("|")
+    assert row_a[2] == "6.00 / 3.80" and row_a[3] == "10.0" and row_a[7] == "10.0"  # ID hi, ID CER
+    assert row_a[9] == row_a[13] == "15.0" and row_a[15] == "90.0" and row_a[16] == "50.0" and row_a[18] == "0.0200"
+    rel = compare.relative_table(["A|B|paper: better"], {"A": (a, "ctc_greedy"), "B": (b, "ctc_greedy")})
+    assert "|A vs B|-50.0 %|-25.0 %|" in rel and rel.rstrip().endswith("paper: better|")
