@@ -77,6 +77,8 @@ def test_router_stages_with_smear_and_blr_moe(mini_run):
     routing = (exp / "decode_ctc_greedy" / "routing" / "routing.md").read_text()
     assert "LID confusion" in routing and "Share of frames per language expert" in routing and "SMEAR gate" in routing
     assert (exp / "decode_ctc_greedy" / "routing" / "expert_usage_test_id.png").stat().st_size > 0
+    curves = (exp / "decode_ctc_greedy" / "routing" / "training_curves.md").read_text()
+    assert "### gate_entropy" in curves and "### lid_acc" in curves and "| 2 |" in curves
     # Expert pruning: with the prior hi,mr no frame goes to the ta or te experts.
     _run(tmp, *cfg, "--stage", "8", "--stop_stage", "8", "--allowed_langs", "hi,mr", "--test_sets", "test_id")
     fracs = [line.split()[1:] for line in _lines(exp / "decode_ctc_greedy_prior_hard_himr" / "test_id" / "route_frac")]

@@ -175,3 +175,21 @@ def test_compare_results_pools_ood_sets_and_computes_relative_changes(tmp_path):
     assert row_a[9] == row_a[13] == "15.0" and row_a[15] == "90.0" and row_a[16] == "50.0" and row_a[18] == "0.0200"
     rel = compare.relative_table(["A|B|paper: better"], {"A": (a, "ctc_greedy"), "B": (b, "ctc_greedy")})
     assert "|A vs B|-50.0 %|-25.0 %|" in rel and rel.rstrip().endswith("paper: better|")
+
+
+def test_training_curves_parse_espnet_epoch_lines(tmp_path):
+    spec = importlib.util.spec_from_file_location("training_curves", ROOT / "local" / "training_curves.py")
+    curves = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(curves)
+    log = tmp_path / "train.log"
+    log.write_text(
+        "[vm] x INFO: 1epoch:train:1-19batch: loss=3.0\n"
+        "[vm] x (trainer:394) INFO: 1epoch results: [train] loss_ctc=214.6, gate_entropy=1.380, "
+        "time=3 minutes and 49.82 seconds, total_count=394, [valid] loss_ctc=226.5, cer_ctc=0.993, "
+        "gate_entropy=1.370, loss_att=nan, time=10.88 seconds\n"
+        "[vm] x (trainer:394) INFO: 2epoch results: [train] gate_entropy=0.9, [valid] cer_ctc=0.5, gate_entropy=0.8\n")
+    parsed = curves.parse_log(log)
+    assert parsed[1]["train"] == {"loss_ctc": 214.6, "gate_entropy": 1.38, "total_count": 394.0}
+    assert parsed[1]["valid"]["cer_ctc"] == 0.993 and parsed[2]["valid"]["gate_entropy"] == 0.8
+    md = curves.markdown({"smear": parsed}, ["gate_entropy", "cer_ctc", "absent"])
+    assert "| 1 | 1.380 | 1.370 |" in md and "| 2 | 0.500 |" in md and "absent" not in md

@@ -213,6 +213,9 @@ if run_stage 10; then
     log "routing analysis -> $asr_exp/decode_${inference_tag}/routing"
     python local/routing_analysis.py --decode_dir "$asr_exp/decode_${inference_tag}" --data_root "$dumpdir/raw" \
       --test_sets $test_sets --lang_list "$lang_list" --out "$asr_exp/decode_${inference_tag}/routing"
+    # Routing over training: gate entropy (SMEAR / top-k collapse), LID accuracy, CER per epoch.
+    python local/training_curves.py --log "$tag=$asr_exp/train.log" --key gate_entropy --key lid_acc \
+      --key loss_lid --key cer_ctc --out "$asr_exp/decode_${inference_tag}/routing/training_curves" > /dev/null
   fi
 fi
 
