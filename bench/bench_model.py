@@ -199,7 +199,7 @@ def main():
         return memory_child(args)
     if args.repeats < 5:
         p.error("--repeats must be >= 5 for a meaningful median")
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     out = out.with_suffix("") if out.suffix in (".json", ".md") else out
     out.parent.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench_model_"))
