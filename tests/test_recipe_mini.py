@@ -49,6 +49,7 @@ def test_all_stages_produce_their_outputs(mini_run):
     assert set(test_sets) <= set(json.dumps(scores).split('"'))
     results = (tmp / "exp" / "RESULTS.md").read_text()
     assert "test_ood_tel" in results and "CER" in results
+    assert "- command: `./run.sh --mini true --nj 2 --datadir" in results  # the options, not just ./run.sh
 
 
 def test_training_lowered_the_loss(mini_run):

@@ -11,6 +11,7 @@
 #   6 train   7 router augmentation   8 decode   9 score   10 routing analysis   11 pack
 set -euo pipefail
 cd "$(dirname "$0")"
+run_command="./run.sh $*"   # before option parsing consumes "$@"; stage 9 records it
 
 stage=1
 stop_stage=100
@@ -205,7 +206,7 @@ if run_stage 9; then
   tests=(); for s in $test_sets; do tests+=(--test "$s=$dumpdir/raw/$s:$asr_exp/decode_${inference_tag}/$s"); done
   python local/score.py "${tests[@]}" --out_json "$asr_exp/decode_${inference_tag}/scores.json" \
     --results_md "$results_md" --tag "${tag} / ${inference_tag}" --config "$train_config" --seed "$seed" \
-    --model_file "$asr_exp/$inference_model" --command "./run.sh $*"
+    --model_file "$asr_exp/$inference_model" --command "$run_command"
 fi
 
 if run_stage 10; then
