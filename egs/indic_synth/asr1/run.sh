@@ -32,7 +32,7 @@ adapt_set=adapt_ood   # audio + utt2lang only, for router augmentation (stage 7)
 router_adapt_config=conf/router_adapt.yaml
 allowed_langs=        # language prior at decoding: hi,mr | oracle (each utterance's own) | oracle_wrong
 prior_mode=hard       # hard (expert pruning) | soft
-inference_model=valid.loss.ave.pth
+inference_model=valid.loss.ave.pth   # checkpoint to decode (ESPnet's average of the n best epochs)
 base_exp=             # frozen-encoder mode (frontend: frozen_encoder): the trained base model's exp dir
 min_dur=0.3
 max_dur=20
@@ -181,6 +181,8 @@ if run_stage 7; then
 fi
 
 inference_tag=$(basename "$inference_config" .yaml); inference_tag=${inference_tag#decode_}
+# another checkpoint than the default gets its own decode dir and RESULTS.md section
+[ "$inference_model" = valid.loss.ave.pth ] || inference_tag=${inference_tag}_$(basename "$inference_model" .pth)
 [ -n "$allowed_langs" ] && inference_tag=${inference_tag}_prior_${prior_mode}_${allowed_langs//,/}
 prior_opts=(); [ -n "$allowed_langs" ] && prior_opts=(--allowed_langs "$allowed_langs" --prior_mode "$prior_mode")
 # allowed_langs=oracle / oracle_wrong: each utterance's own (or a wrong) language as its prior
