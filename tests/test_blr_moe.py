@@ -272,3 +272,25 @@ def test_router_activation_option():
     assert isinstance(relu.activation, torch.nn.ReLU) and isinstance(relu.output[1], torch.nn.ReLU)
     with pytest.raises(ValueError, match="router activation must be one of"):
         tiny(router_activation="tanh")
+
+
+def test_dense_warm_up_then_upcycling():
+    enc = tiny(moe_start_step=2, expert_init="independent").train()
+    x, ilens = batch([30, 22])
+    w = enc.encoders[-1].feed_forward.w_1.weight
+    for step in range(2):  # warm-up: every frame on expert 0
+        enc(x, ilens)
+        assert float(enc.pop_aux()["route_frac_hi"]) == 1.0
+        assert not torch.equal(w[0], w[1])
+    enc.eval()
+    enc(x, ilens)  # validation during warm-up sees the same dense model
+    assert float(enc.pop_aux()["route_frac_hi"]) == 1.0
+    enc.train()
+    enc(x, ilens)  # step 3: upcycle, then route by language
+    aux = enc.pop_aux()
+    assert all(torch.equal(w[0], w[e]) for e in range(1, len(LANGS)))
+    assert float(aux["route_frac_hi"]) < 1.0 and int(enc.num_updates) == 3
+    assert "num_updates" in enc.state_dict()  # a resumed training keeps counting
+    assert "num_updates" not in tiny().state_dict()  # default: checkpoints unchanged
+    with pytest.raises(ValueError, match="moe_start_step must be >= 0"):
+        tiny(moe_start_step=-1)

@@ -31,6 +31,7 @@ from typeguard import typechecked
 
 from espnet_plugins.asr.moe.dispatch import DispatchPlan, route_fractions
 from espnet_plugins.asr.moe.encoder_block import EncoderBlock
+from espnet_plugins.asr.moe.expert_linear import ExpertLinear
 from espnet_plugins.asr.moe.language_router import LanguageRouter
 from espnet_plugins.asr.moe.masked_convolution import MaskedConvolutionModule
 from espnet_plugins.asr.moe.moe_attention import MoERelPositionMultiHeadedAttention
@@ -100,6 +101,16 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
             ``independent``: one draw per expert. Neither paper says how experts
             are initialised; with ``independent`` our BLR-MoE run on the built-in
             corpus never left the CTC plateau (RESULTS.md, ``blr_moe`` notes).
+        moe_start_step: dense warm-up, in training updates (forward calls in train
+            mode). Before it every frame uses expert 0 (the MoE blocks are a dense
+            model while CTC leaves its blank plateau) and the router trains on the LID
+            loss alone; at that step expert 0 is copied into every expert
+            ("upcycling") and language routing starts. 0 (default) routes from the
+            first step. Why: with routing from step 0 our TDNN-router BLR-MoE runs
+            never left the CTC plateau; the router, still blind, sent each batch
+            to one expert chosen by its bias (a different one from batch to batch),
+            so the experts drifted apart on disjoint batches (RESULTS.md notes).
+            The step count is saved in checkpoints, so a resumed training continues.
         router_detach: feed the router a stop-gradient copy of its input, so that the
             LID loss trains only the router and never the ASR weights.
         input_layer: ``conv2d`` (4x), ``conv2d2``, ``conv2d6``, ``conv2d8`` or
@@ -138,6 +149,7 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         routing: str = "frame",
         router_detach: bool = False,
         expert_init: str = "replicate",
+        moe_start_step: int = 0,
         input_layer: str = "conv2d",
         dropout_rate: float = 0.1,
         positional_dropout_rate: float = 0.1,
@@ -168,6 +180,11 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
                 f"expert_init must be 'replicate' or 'independent', got {expert_init!r}"
             )
         replicate = expert_init == "replicate"
+        if moe_start_step < 0:
+            raise ValueError(f"moe_start_step must be >= 0, got {moe_start_step}")
+        self.moe_start_step = moe_start_step
+        if moe_start_step > 0:  # only then: keeps checkpoints of other configs unchanged
+            self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
         if num_shared_blocks < 0 or num_moe_blocks < 0:
             raise ValueError("num_shared_blocks and num_moe_blocks must be >= 0")
         self._output_size = output_size
@@ -326,6 +343,12 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         moe_blocks = self.encoders[self.num_shared_blocks :]
         if len(moe_blocks):
             expert_index = self.router.select_experts(lid_logits.detach(), valid)
+            if self.moe_start_step > 0 and self.training:
+                if int(self.num_updates) == self.moe_start_step:
+                    self._upcycle()
+                self.num_updates += 1
+            if self.moe_start_step > 0 and int(self.num_updates) <= self.moe_start_step:
+                expert_index = torch.zeros_like(expert_index)  # dense warm-up: expert 0
             plan = DispatchPlan.build(expert_index, self.num_experts, valid=valid)
             aux["expert_index"] = expert_index  # per frame, for routing analysis
             for block in moe_blocks:
@@ -335,6 +358,12 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
                 aux[f"route_frac_{self._expert_name(e)}"] = fractions[e]
         self._set_aux(aux)
         return self.after_norm(x), olens, None
+
+    def _upcycle(self) -> None:
+        """End of the dense warm-up: every expert starts from expert 0's weights."""
+        for module in self.modules():
+            if isinstance(module, ExpertLinear):
+                module.replicate_expert(0)
 
     def _expert_name(self, e: int) -> str:
         return self.langs[e] if self.langs is not None else str(e)
