@@ -48,7 +48,9 @@ def build(name: str, workdir: Path, device: str):
         (workdir / "langs").write_text("\n".join(LANGS) + "\n")
     args = MoEASRTask.get_parser().parse_args([
         "--config", str(ROOT / CONFIGS[name]), "--token_list", str(tokens), "--lang_list", str(workdir / "langs"),
-        "--normalize", "none", "--frontend_conf", "fs=16k"])
+        "--normalize", "none", "--frontend_conf", "fs=16k"]
+        # routing on from step 0 (the preset's dense warm-up would time a one-expert model)
+        + (["--encoder_conf", "moe_start_step=0"] if name == "blr_moe" else []))
     torch.manual_seed(0)
     model = MoEASRTask.build_model(args).to(device).train()
     return model, torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -97,6 +99,7 @@ def throughput(args, workdir: Path) -> dict:
                   "params_M": sum(p.numel() for p in model.parameters()) / 1e6}
     out["blr_moe"]["throughput_ratio_vs_dense"] = statistics.median(
         d / m for d, m in zip(times["dense"], times["blr_moe"]))
+    out["blr_moe"]["ratio_of_medians"] = statistics.median(times["dense"]) / statistics.median(times["blr_moe"])
     return out
 
 
@@ -170,8 +173,9 @@ def markdown(r: dict) -> str:
         lines.append(f"| {n} | {t[n]['params_M']:.2f} | {t[n]['step_median_s']:.3f} | "
                      f"{t[n]['audio_s_per_s']:.1f} | {r['memory_MiB'][n]:.0f} |")
     ratio = t["blr_moe"]["throughput_ratio_vs_dense"]
-    lines += ["", f"BLR-MoE / dense training throughput: **{ratio:.3f}x** (target >= 0.9x: "
-              f"{'met' if ratio >= 0.9 else 'missed'}).", ""]
+    lines += ["", f"BLR-MoE / dense training throughput: **{ratio:.3f}x** (median of per-repeat paired "
+              f"ratios; ratio of the medians {t['blr_moe']['ratio_of_medians']:.3f}x; target >= 0.9x: "
+              f"{'met' if min(ratio, t['blr_moe']['ratio_of_medians']) >= 0.9 else 'missed'}).", ""]
     if r.get("rtf"):
         lines += [f"Greedy-CTC decoding of {r['rtf']['utterances']} utterances ({r['rtf']['audio_seconds']:.0f} s) "
                   f"of {a['rtf_data']}, model {r['rtf']['model']}, batch 1:", "", "| threads | RTF |", "|---|---|"]
