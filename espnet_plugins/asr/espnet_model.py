@@ -176,7 +176,9 @@ class MoEASRModel(ESPnetASRModel):
         lang_lengths: Optional[torch.Tensor] = None,
         **kwargs,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
-        saved = [b.clone() for b in self._running_stat_buffers()] if self.training else None
+        # Listed once per forward (not cached: .to()/.cuda() replace buffer objects).
+        buffers = self._running_stat_buffers() if self.training else None
+        saved = [b.clone() for b in buffers] if buffers is not None else None
         loss, stats, weight = self._forward_losses(
             speech, speech_lengths, text, text_lengths, lang, lang_lengths, **kwargs
         )
@@ -186,7 +188,7 @@ class MoEASRModel(ESPnetASRModel):
                 # Through ``.data``: the batch-norm op saved these buffers for its
                 # backward (which does not read them in training mode); an in-place
                 # write that bumps their version would make loss.backward() raise.
-                for buf, old in zip(self._running_stat_buffers(), saved):
+                for buf, old in zip(buffers, saved):
                     buf.data.copy_(old)
                 self.num_nonfinite_steps += 1
                 logging.warning(

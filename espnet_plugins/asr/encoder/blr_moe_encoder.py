@@ -343,12 +343,15 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         moe_blocks = self.encoders[self.num_shared_blocks :]
         if len(moe_blocks):
             expert_index = self.router.select_experts(lid_logits.detach(), valid)
-            if self.moe_start_step > 0 and self.training:
-                if int(self.num_updates) == self.moe_start_step:
-                    self._upcycle()
-                self.num_updates += 1
-            if self.moe_start_step > 0 and int(self.num_updates) <= self.moe_start_step:
-                expert_index = torch.zeros_like(expert_index)  # dense warm-up: expert 0
+            if self.moe_start_step > 0:
+                step = int(self.num_updates)  # one host read per forward
+                if self.training:
+                    if step == self.moe_start_step:
+                        self._upcycle()
+                    step += 1
+                    self.num_updates.fill_(step)
+                if step <= self.moe_start_step:
+                    expert_index = torch.zeros_like(expert_index)  # dense warm-up: expert 0
             plan = DispatchPlan.build(expert_index, self.num_experts, valid=valid)
             aux["expert_index"] = expert_index  # per frame, for routing analysis
             for block in moe_blocks:
