@@ -278,9 +278,10 @@ def test_dense_warm_up_then_upcycling():
     enc = tiny(moe_start_step=2, expert_init="independent").train()
     x, ilens = batch([30, 22])
     w = enc.encoders[-1].feed_forward.w_1.weight
-    for step in range(2):  # warm-up: every frame on expert 0
+    for step in range(2):  # warm-up: every frame on expert 0, router idle
         enc(x, ilens)
-        assert float(enc.pop_aux()["route_frac_hi"]) == 1.0
+        aux = enc.pop_aux()
+        assert float(aux["route_frac_hi"]) == 1.0 and "lid_logits" not in aux
         assert not torch.equal(w[0], w[1])
     enc.eval()
     enc(x, ilens)  # validation during warm-up sees the same dense model
@@ -290,7 +291,32 @@ def test_dense_warm_up_then_upcycling():
     aux = enc.pop_aux()
     assert all(torch.equal(w[0], w[e]) for e in range(1, len(LANGS)))
     assert float(aux["route_frac_hi"]) < 1.0 and int(enc.num_updates) == 3
+    assert "lid_logits" in aux  # the router runs once routing starts
     assert "num_updates" in enc.state_dict()  # a resumed training keeps counting
     assert "num_updates" not in tiny().state_dict()  # default: checkpoints unchanged
     with pytest.raises(ValueError, match="moe_start_step must be >= 0"):
         tiny(moe_start_step=-1)
+
+
+@pytest.mark.parametrize("router_warmup", ["idle", "train"])
+def test_router_warmup_idle_gets_no_gradient(router_warmup):
+    """Idle: the router has no gradient (so no optimizer state) until routing starts."""
+    enc = tiny(moe_start_step=1, router_warmup=router_warmup).train()
+    x, ilens = batch([30, 22])
+    router = list(enc.router.parameters())
+    out, olens, _ = enc(x, ilens)
+    aux = enc.pop_aux()
+    loss = out.pow(2).mean() + (aux["lid_logits"].logsumexp(-1).mean() if "lid_logits" in aux else 0)
+    loss.backward()
+    if router_warmup == "idle":
+        assert "lid_logits" not in aux and all(p.grad is None for p in router)
+    else:
+        assert "lid_logits" in aux and all(p.grad is not None for p in router)
+    enc.zero_grad()
+    out, _, _ = enc(x, ilens)  # step 2: routing, the router runs and learns
+    aux = enc.pop_aux()
+    (out.pow(2).mean() + aux["lid_logits"].logsumexp(-1).mean()).backward()
+    assert all(p.grad is not None for p in router)
+    assert any(float(p.grad.abs().sum()) > 0 for p in router)
+    with pytest.raises(ValueError, match="router_warmup must be 'idle' or 'train'"):
+        tiny(router_warmup="sometimes")

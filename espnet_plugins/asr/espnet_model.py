@@ -231,6 +231,17 @@ class MoEASRModel(ESPnetASRModel):
             loss_lid, lid_acc = self.lid_loss_and_acc(aux, lang, lang_lengths)
             loss = loss + self.lid_weight * loss_lid if text is not None else loss_lid
             stats["loss_lid"], stats["lid_acc"] = loss_lid.detach(), lid_acc.detach()
+        elif "lid_lengths" in aux and lang is not None and text is None:
+            raise ValueError(
+                "router-only training needs the router's LID logits, but this model's "
+                "encoder is still in its dense warm-up (encoder_conf.moe_start_step) with "
+                "router_warmup: idle, so its router has never run; train the ASR model "
+                "past moe_start_step first"
+            )
+        elif "lid_lengths" in aux and lang is not None:
+            # a router idle during its encoder's dense warm-up: logged as nan, so
+            # every epoch reports the same keys
+            stats["loss_lid"] = stats["lid_acc"] = None
         if "load_balance" in aux and text is not None:
             loss = loss + self.load_balance_weight * aux["load_balance"]
             stats["loss_load_balance"] = aux["load_balance"].detach()

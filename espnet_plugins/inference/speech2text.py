@@ -156,7 +156,8 @@ class Speech2Text:
         if "expert_index" not in aux:
             return [None] * batch_size
         index, lengths = aux["expert_index"], aux["lid_lengths"]
-        num_experts = aux["lid_logits"].size(-1)
+        # lid_logits may be absent (a model saved during its dense warm-up, router idle)
+        num_experts = sum(1 for key in aux if key.startswith("route_frac_"))
         valid = torch.arange(index.size(1), device=index.device)[None, :] < lengths[:, None]
         counts = torch.nn.functional.one_hot(index, num_experts).mul(valid[..., None]).sum(1).float()
         return (counts / lengths[:, None].clamp(min=1)).tolist()

@@ -103,14 +103,27 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
             corpus never left the CTC plateau (RESULTS.md, ``blr_moe`` notes).
         moe_start_step: dense warm-up, in training updates (forward calls in train
             mode). Before it every frame uses expert 0 (the MoE blocks are a dense
-            model while CTC leaves its blank plateau) and the router trains on the LID
-            loss alone; at that step expert 0 is copied into every expert
+            model while CTC leaves its blank plateau), and the router idles or trains
+            as ``router_warmup`` says; at that step expert 0 is copied into every expert
             ("upcycling") and language routing starts. 0 (default) routes from the
             first step. Why: with routing from step 0 our TDNN-router BLR-MoE runs
             never left the CTC plateau; the router, still blind, sent each batch
             to one expert chosen by its bias (a different one from batch to batch),
             so the experts drifted apart on disjoint batches (RESULTS.md notes).
             The step count is saved in checkpoints, so a resumed training continues.
+        router_warmup: what the router does during the dense warm-up. ``idle``
+            (default): it is not run, so it gets no gradient, no optimizer state
+            and no LID loss (``loss_lid`` shows as nan) until routing starts; then
+            it learns from features that already carry language. ``train``: it
+            trains on the LID loss throughout. Why idle: trained on plateau
+            features, which carry no language, our TDNN router learned a
+            time-constant output (logit std over time 7e-4) and stayed at chance
+            for the rest of training, although the same router with a fresh Adam
+            state, on the same model and data, reached 55 % dev LID in 150 updates:
+            Adam's second-moment estimate, built on the plateau, kept its steps
+            too small to leave that flat point (RESULTS.md ``blr_moe`` notes).
+            With DDP, pass ESPnet's ``--unused_parameters true`` (the idle router
+            has no gradient during the warm-up).
         router_detach: feed the router a stop-gradient copy of its input, so that the
             LID loss trains only the router and never the ASR weights.
         input_layer: ``conv2d`` (4x), ``conv2d2``, ``conv2d6``, ``conv2d8`` or
@@ -150,6 +163,7 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         router_detach: bool = False,
         expert_init: str = "replicate",
         moe_start_step: int = 0,
+        router_warmup: str = "idle",
         input_layer: str = "conv2d",
         dropout_rate: float = 0.1,
         positional_dropout_rate: float = 0.1,
@@ -183,6 +197,11 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         if moe_start_step < 0:
             raise ValueError(f"moe_start_step must be >= 0, got {moe_start_step}")
         self.moe_start_step = moe_start_step
+        if router_warmup not in ("idle", "train"):
+            raise ValueError(
+                f"router_warmup must be 'idle' or 'train', got {router_warmup!r}"
+            )
+        self.router_warmup = router_warmup
         if moe_start_step > 0:  # only then: keeps checkpoints of other configs unchanged
             self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
         if num_shared_blocks < 0 or num_moe_blocks < 0:
@@ -338,20 +357,29 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         for block in self.encoders[: self.num_shared_blocks]:
             x = block(x, pos_emb, valid)
 
-        lid_logits = self.router(x.detach() if self.router_detach else x, valid)
-        aux: Dict[str, torch.Tensor] = {"lid_logits": lid_logits, "lid_lengths": olens}
+        # Dense warm-up: every frame on expert 0; the router may sit it out.
+        warm_up = False
+        if self.moe_start_step > 0:
+            step = int(self.num_updates)  # one host read per forward
+            if self.training:
+                if step == self.moe_start_step:
+                    self._upcycle()
+                step += 1
+                self.num_updates.fill_(step)
+            warm_up = step <= self.moe_start_step
+        aux: Dict[str, torch.Tensor] = {"lid_lengths": olens}
+        lid_logits = None
+        if not (warm_up and self.router_warmup == "idle"):
+            lid_logits = self.router(x.detach() if self.router_detach else x, valid)
+            aux["lid_logits"] = lid_logits
         moe_blocks = self.encoders[self.num_shared_blocks :]
         if len(moe_blocks):
-            expert_index = self.router.select_experts(lid_logits.detach(), valid)
-            if self.moe_start_step > 0:
-                step = int(self.num_updates)  # one host read per forward
-                if self.training:
-                    if step == self.moe_start_step:
-                        self._upcycle()
-                    step += 1
-                    self.num_updates.fill_(step)
-                if step <= self.moe_start_step:
-                    expert_index = torch.zeros_like(expert_index)  # dense warm-up: expert 0
+            if warm_up or lid_logits is None:
+                expert_index = torch.zeros(
+                    valid.shape, dtype=torch.long, device=valid.device
+                )
+            else:
+                expert_index = self.router.select_experts(lid_logits.detach(), valid)
             plan = DispatchPlan.build(expert_index, self.num_experts, valid=valid)
             aux["expert_index"] = expert_index  # per frame, for routing analysis
             for block in moe_blocks:
