@@ -36,7 +36,23 @@ import espnet_plugins  # noqa: E402,F401
 import torch  # noqa: E402
 
 LANGS = ["hi", "mr", "ta", "te"]
-CONFIGS = {"dense": "conf/train_dense_conformer.yaml", "blr_moe": "conf/train_blr_moe.yaml"}
+# name -> (recipe config, encoder_conf overrides). BLR-MoE routes from step 0 (the preset's
+# dense warm-up would time a one-expert model). The two middle rows split BLR-MoE's extra
+# cost: our padding-invariant blocks without experts (a 580-parameter linear router
+# still runs for the LID loss), then experts with a linear router, then the TDNN router.
+CONFIGS = {
+    "dense": ("conf/train_dense_conformer.yaml", []),
+    "ours_no_experts": ("conf/train_blr_moe.yaml", ["num_shared_blocks=6", "num_moe_blocks=0",
+                                                     "router_type=linear", "moe_start_step=0"]),
+    "blr_linear_router": ("conf/train_blr_moe.yaml", ["router_type=linear", "moe_start_step=0"]),
+    "blr_moe": ("conf/train_blr_moe.yaml", ["moe_start_step=0"]),
+}
+DESCRIPTION = {
+    "dense": "stock ESPnet ConformerEncoder",
+    "ours_no_experts": "our blocks, 6 shared, no experts, linear router",
+    "blr_linear_router": "BLR-MoE v,o + FFN experts, linear router",
+    "blr_moe": "BLR-MoE v,o + FFN experts, TDNN router (preset)",
+}
 
 
 def build(name: str, workdir: Path, device: str):
@@ -47,10 +63,9 @@ def build(name: str, workdir: Path, device: str):
         tokens.write_text("\n".join(["<blank>", "<unk>"] + [chr(0x905 + i) for i in range(60)] + ["<sos/eos>"]) + "\n")
         (workdir / "langs").write_text("\n".join(LANGS) + "\n")
     args = MoEASRTask.get_parser().parse_args([
-        "--config", str(ROOT / CONFIGS[name]), "--token_list", str(tokens), "--lang_list", str(workdir / "langs"),
+        "--config", str(ROOT / CONFIGS[name][0]), "--token_list", str(tokens), "--lang_list", str(workdir / "langs"),
         "--normalize", "none", "--frontend_conf", "fs=16k"]
-        # routing on from step 0 (the preset's dense warm-up would time a one-expert model)
-        + (["--encoder_conf", "moe_start_step=0"] if name == "blr_moe" else []))
+        + [a for kv in CONFIGS[name][1] for a in ("--encoder_conf", kv)])
     torch.manual_seed(0)
     model = MoEASRTask.build_model(args).to(device).train()
     return model, torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -97,10 +112,35 @@ def throughput(args, workdir: Path) -> dict:
         model = models[n][0]
         out[n] = {"step_median_s": statistics.median(ts), "audio_s_per_s": audio / statistics.median(ts),
                   "params_M": sum(p.numel() for p in model.parameters()) / 1e6}
-    out["blr_moe"]["throughput_ratio_vs_dense"] = statistics.median(
-        d / m for d, m in zip(times["dense"], times["blr_moe"]))
-    out["blr_moe"]["ratio_of_medians"] = statistics.median(times["dense"]) / statistics.median(times["blr_moe"])
+    for n in models:
+        out[n]["throughput_ratio_vs_dense"] = statistics.median(
+            d / m for d, m in zip(times["dense"], times[n]))
+        out[n]["ratio_of_medians"] = statistics.median(times["dense"]) / statistics.median(times[n])
     return out
+
+
+def profile(args, workdir: Path) -> dict:
+    """Where BLR-MoE's extra step time goes: per-op self CPU time of both models
+    (torch.profiler over ``--profile_steps`` steps each), sorted by BLR-MoE minus dense."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    models = {n: build(n, workdir, args.device) for n in ("dense", "blr_moe")}
+    b = batch(args, models["dense"][0].vocab_size, args.device)
+    per_op = {}
+    for n, (model, opt) in models.items():
+        for _ in range(args.warmup):
+            step(model, opt, b, args.device)
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(args.profile_steps):
+                step(model, opt, b, args.device)
+        per_op[n] = {e.key: e.self_cpu_time_total / 1e3 / args.profile_steps for e in prof.key_averages()}
+    ops = set(per_op["dense"]) | set(per_op["blr_moe"])
+    rows = sorted(((op, per_op["dense"].get(op, 0.0), per_op["blr_moe"].get(op, 0.0)) for op in ops),
+                  key=lambda r: r[2] - r[1], reverse=True)
+    total = {n: sum(v.values()) for n, v in per_op.items()}
+    return {"ms_per_step_total": total, "top_extra_ops": [
+        {"op": op, "dense_ms": d, "blr_moe_ms": m} for op, d, m in rows[: args.profile_top]]}
 
 
 def peak_memory(args, name: str, workdir: Path) -> float:
@@ -162,16 +202,38 @@ def rtf(args) -> dict:
     return {"rtf_by_threads": out, "utterances": len(audio), "audio_seconds": seconds, "model": str(exp)}
 
 
+def profile_lines(r: dict) -> list:
+    if not r.get("profile"):
+        return []
+    a = r["args"]
+    pr = r["profile"]
+    extra = pr["ms_per_step_total"]["blr_moe"] - pr["ms_per_step_total"]["dense"]
+    lines = ["", f"Profile ({a['profile_steps']} steps each, torch.profiler self CPU time per step): "
+              f"dense {pr['ms_per_step_total']['dense']:.0f} ms, BLR-MoE "
+              f"{pr['ms_per_step_total']['blr_moe']:.0f} ms; ops adding the most time:", "",
+              "| op | dense ms | BLR-MoE ms | extra ms | share of the extra |", "|---|---|---|---|---|"]
+    for row in pr["top_extra_ops"]:
+        d = row["blr_moe_ms"] - row["dense_ms"]
+        lines.append(f"| `{row['op']}` | {row['dense_ms']:.1f} | {row['blr_moe_ms']:.1f} | {d:+.1f} | "
+                     f"{d / extra:.0%} |" if extra > 0 else f"| `{row['op']}` | {row['dense_ms']:.1f} | "
+                     f"{row['blr_moe_ms']:.1f} | {d:+.1f} | - |")
+    return lines
+
+
 def markdown(r: dict) -> str:
-    a, t = r["args"], r["train"]
-    lines = [
-        f"# Whole-model cost ({r['machine']}, torch {r['torch']}, device {a['device']})", "",
+    a, t = r["args"], r.get("train")
+    lines = [f"# Whole-model cost ({r['machine']}, torch {r['torch']}, device {a['device']})", ""]
+    if t is None:
+        return "\n".join(lines + profile_lines(r)) + "\n"
+    lines += [
         f"Training step (forward + backward + Adam) on {a['batch']} x {a['seconds']} s, median of "
         f"{a['repeats']} after {a['warmup']} warm-up, interleaved; {r['train_threads']} threads.", "",
-        "| model | params M | step s | audio s / s | peak memory growth MiB |", "|---|---|---|---|---|"]
+        "| model | what | params M | step s | audio s / s | throughput vs dense | peak memory growth MiB |",
+        "|---|---|---|---|---|---|---|"]
     for n in CONFIGS:
-        lines.append(f"| {n} | {t[n]['params_M']:.2f} | {t[n]['step_median_s']:.3f} | "
-                     f"{t[n]['audio_s_per_s']:.1f} | {r['memory_MiB'][n]:.0f} |")
+        lines.append(f"| {n} | {DESCRIPTION[n]} | {t[n]['params_M']:.2f} | {t[n]['step_median_s']:.3f} | "
+                     f"{t[n]['audio_s_per_s']:.1f} | {t[n]['throughput_ratio_vs_dense']:.3f}x | "
+                     f"{r['memory_MiB'][n]:.0f} |")
     ratio = t["blr_moe"]["throughput_ratio_vs_dense"]
     lines += ["", f"BLR-MoE / dense training throughput: **{ratio:.3f}x** (median of per-repeat paired "
               f"ratios; ratio of the medians {t['blr_moe']['ratio_of_medians']:.3f}x; target >= 0.9x: "
@@ -181,6 +243,7 @@ def markdown(r: dict) -> str:
                   f"of {a['rtf_data']}, model {r['rtf']['model']}, batch 1:", "", "| threads | RTF |", "|---|---|"]
         for threads, v in r["rtf"]["rtf_by_threads"].items():
             lines.append(f"| {threads} | {v:.4f} ({'met' if v <= 0.03 else 'missed'} <= 0.03) |")
+    lines += profile_lines(r)
     return "\n".join(lines) + "\n"
 
 
@@ -197,6 +260,10 @@ def main():
     p.add_argument("--rtf_exp", default=str(ROOT / "egs/indic_synth/asr1/exp/asr_dense_conformer"))
     p.add_argument("--rtf_data", default=str(ROOT / "egs/indic_synth/asr1/dump/raw/test_id"))
     p.add_argument("--rtf_utts", type=int, default=60)
+    p.add_argument("--profile_steps", type=int, default=3,
+                   help="steps per model under torch.profiler (0: no profile)")
+    p.add_argument("--profile_top", type=int, default=12, help="ops listed in the profile table")
+    p.add_argument("--skip_throughput", action="store_true", help="only the profile (and RTF)")
     p.add_argument("--_memory_child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._memory_child:
@@ -209,9 +276,12 @@ def main():
     workdir = Path(tempfile.mkdtemp(prefix="bench_model_"))
     report = {"args": vars(args), "torch": torch.__version__, "train_threads": torch.get_num_threads(),
               "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"}
-    report["train"] = throughput(args, workdir)
-    report["memory_MiB"] = {n: peak_memory(args, n, workdir) for n in CONFIGS}
-    if Path(args.rtf_exp, "valid.loss.ave.pth").exists():
+    if not args.skip_throughput:
+        report["train"] = throughput(args, workdir)
+        report["memory_MiB"] = {n: peak_memory(args, n, workdir) for n in CONFIGS}
+    if args.profile_steps > 0:
+        report["profile"] = profile(args, workdir)
+    if Path(args.rtf_exp, "valid.loss.ave.pth").exists() and not args.skip_throughput:
         report["rtf"] = rtf(args)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     text = markdown(report)
