@@ -111,17 +111,23 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
             to one expert chosen by its bias (a different one from batch to batch),
             so the experts drifted apart on disjoint batches (RESULTS.md notes).
             The step count is saved in checkpoints, so a resumed training continues.
+            Put it after CTC has left its plateau (watch ``cer_ctc`` in valid): when
+            it leaves varies with the seed; our 6 x 144 blocks had valid CER 50, 70,
+            92 and 98 % after 800 updates in four runs on the built-in corpus.
         router_warmup: what the router does during the dense warm-up. ``idle``
             (default): it is not run, so it gets no gradient, no optimizer state
             and no LID loss (``loss_lid`` shows as nan) until routing starts; then
             it learns from features that already carry language. ``train``: it
-            trains on the LID loss throughout. Why idle: trained on plateau
-            features, which carry no language, our TDNN router learned a
-            time-constant output (logit std over time 7e-4) and stayed at chance
-            for the rest of training, although the same router with a fresh Adam
-            state, on the same model and data, reached 55 % dev LID in 150 updates:
-            Adam's second-moment estimate, built on the plateau, kept its steps
-            too small to leave that flat point (RESULTS.md ``blr_moe`` notes).
+            trains on the LID loss throughout. Why idle (measured on the built-in
+            corpus, RESULTS.md ``blr_moe`` notes): with ``train``, the TDNN router
+            learned a time-constant output (logit std over time 7e-4) during the
+            plateau and stayed at chance for all 6 epochs; the same weights given a
+            fresh Adam state (ESPnet's trainer, ``--init_param``) reached 55 % dev LID
+            in 150 updates, with or without weight decay. With ``idle`` the router
+            starts, fresh, at ``moe_start_step`` and reached 70 % dev LID one epoch
+            later. An isolated replay (a router trained on plateau features, then on
+            informative ones, same Adam) did not get stuck, so the trap needs the
+            joint training; its exact mechanism is not pinned down.
             With DDP, pass ESPnet's ``--unused_parameters true`` (the idle router
             has no gradient during the warm-up).
         router_detach: feed the router a stop-gradient copy of its input, so that the
