@@ -6,7 +6,10 @@ training and ``--n_dev`` dev utterances with ``--exp``'s checkpoint, keeps the o
 the last shared block (what the encoder's router reads), then trains a fresh linear and a
 fresh TDNN :class:`LanguageRouter` on it (frame cross-entropy, Adam, random batches of 8
 utterances, ``--steps`` steps, seed 0) and prints each one's final training loss and
-utterance-level LID accuracy on dev (arg-max of the mean frame log-probability).
+utterance-level LID accuracy on dev (arg-max of the mean frame log-probability). The
+row ``model's router`` trains a copy of the checkpoint's own router the same way (its
+trained weights, a fresh Adam): if it learns as fast as the fresh ones, a router stuck
+at chance in the model is not broken itself (no dead units), its training was.
 
     local/probe_router.py --exp exp/asr_blr_moe_warmup --checkpoint 2epoch.pth
 
@@ -14,6 +17,7 @@ Run from the recipe dir (paths in config.yaml are relative to it). Needs an ``en
 blr_moe`` model. One thread; ~2 min on a CPU.
 """
 import argparse
+import copy
 import random
 from pathlib import Path
 
@@ -59,9 +63,12 @@ def main() -> None:
 
     train, dev = features("train", a.n_train), features("dev", a.n_dev)
     size = train[0][0].shape[-1]
-    for kind in ("linear", "tdnn"):
+    candidates = {"linear": None, "tdnn": None, "model's router": copy.deepcopy(enc.router)}
+    for kind, router in candidates.items():
         torch.manual_seed(0)
-        router = LanguageRouter(size, len(langs), kind, a.channels)
+        if router is None:
+            router = LanguageRouter(size, len(langs), kind, a.channels)
+        router.train()
         opt = torch.optim.Adam(router.parameters(), lr=2e-3)
         for step in range(a.steps):
             batch = random.Random(step).sample(train, 8)
