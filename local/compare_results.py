@@ -8,7 +8,10 @@
         --relative "BLR-MoE (v,o)|LR-MoE|paper: better than LR-MoE, most in mismatched domains"
 
 A row is ``label=EXP_DIR[:DECODE_TAG]`` (default tag ``ctc_greedy``); its figures come from
-``EXP_DIR/decode_<tag>/scores.json`` and the parameter counts from ``EXP_DIR/config.yaml``
+``EXP_DIR/decode_<tag>/scores.json``. ``label=EXP_A+EXP_B[:TAG]`` pools runs (e.g. seeds):
+their error counts are summed, i.e. the rates are the mean over the runs weighted by
+reference length (the same test sets, so a plain mean), RTF is the mean; parameters are
+EXP_A's and the parameter counts from ``EXP_DIR/config.yaml``
 + ``valid.loss.ave.pth``. Columns: parameters (total / active per frame: one expert per
 frame in BLR/LR-MoE expert layers, one merged expert for SMEAR, k for hard top-k, all for
 the dense ensemble), CER per language and overall on ``test_id`` and on the pooled
@@ -84,24 +87,30 @@ def param_counts(exp: Path) -> tuple[float, float]:
     return total / 1e6, (total - inactive) / 1e6
 
 
-def row_figures(exp: Path, tag: str) -> dict:
-    scores = json.loads((exp / f"decode_{tag}" / "scores.json").read_text())["test_sets"]
-    ood = [v for k, v in scores.items() if k.startswith("test_ood_")]
-    pooled = _pool(ood) if ood else None
-    fig = {"id": scores.get("test_id"), "ood": pooled, "cs": scores.get("test_cs")}
-    fig["rtf"] = (scores.get("test_id") or {}).get("rtf", {}).get("rtf")
+def row_figures(exps: tuple[Path, ...], tag: str) -> dict:
+    runs = [json.loads((exp / f"decode_{tag}" / "scores.json").read_text())["test_sets"] for exp in exps]
+
+    def pooled(name_ok) -> Optional[dict]:
+        sets = [v for scores in runs for k, v in scores.items() if name_ok(k)]
+        return _pool(sets) if sets else None
+
+    fig = {"id": pooled(lambda k: k == "test_id"), "ood": pooled(lambda k: k.startswith("test_ood_")),
+           "cs": pooled(lambda k: k == "test_cs")}
+    rtfs = [(scores.get("test_id") or {}).get("rtf", {}).get("rtf") for scores in runs]
+    rtfs = [r for r in rtfs if r is not None]
+    fig["rtf"] = sum(rtfs) / len(rtfs) if rtfs else None
     return fig
 
 
-def table(rows: list[tuple[str, Path, str]], params: dict) -> str:
+def table(rows: list[tuple[str, tuple[Path, ...], str]], params: dict) -> str:
     head = (["model", "params M (total / active)"]
             + [f"ID {lang}" for lang in LANGS] + ["ID CER", "ID WER"]
             + [f"OOD {lang}" for lang in LANGS] + ["OOD CER", "OOD WER"]
             + ["LID ID", "LID OOD", "cs CER", "RTF"])
     lines = ["|" + "|".join(head) + "|", "|" + "|".join("---" for _ in head) + "|"]
-    for label, exp, tag in rows:
-        f = row_figures(exp, tag)
-        total, active = params[exp]
+    for label, exps, tag in rows:
+        f = row_figures(exps, tag)
+        total, active = params[exps[0]]
         cells = [label, f"{total:.2f} / {active:.2f}"]
         for key in ("id", "ood"):
             part = f[key] or {}
@@ -113,7 +122,7 @@ def table(rows: list[tuple[str, Path, str]], params: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def relative_table(specs: list[str], rows: dict[str, tuple[Path, str]]) -> str:
+def relative_table(specs: list[str], rows: dict[str, tuple[tuple[Path, ...], str]]) -> str:
     lines = ["|A vs B|ID CER|OOD CER|ID WER|OOD WER|what the paper claims|", "|---|---|---|---|---|---|"]
     for spec in specs:
         a, b, claim = (spec.split("|") + [""])[:3]
@@ -129,30 +138,31 @@ def relative_table(specs: list[str], rows: dict[str, tuple[Path, str]]) -> str:
 
 def main(argv=None) -> str:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--row", action="append", required=True, metavar="LABEL=EXP_DIR[:DECODE_TAG]")
+    p.add_argument("--row", action="append", required=True, metavar="LABEL=EXP_DIR[+EXP_DIR...][:DECODE_TAG]")
     p.add_argument("--relative", action="append", default=[], metavar="A|B|CLAIM")
     p.add_argument("--results_md", help="replace the comparison section in this RESULTS.md")
     p.add_argument("--note", default="", help="text placed under the tables")
     a = p.parse_args(argv)
-    rows: list[tuple[str, Path, str]] = []
+    rows: list[tuple[str, tuple[Path, ...], str]] = []
     for spec in a.row:
         label, eq, rest = spec.partition("=")
         if not eq:
-            p.error(f"--row {spec!r}: expected LABEL=EXP_DIR[:DECODE_TAG]")
-        exp, _, tag = rest.partition(":")
-        exp = Path(exp)
-        if not (exp / f"decode_{tag or 'ctc_greedy'}" / "scores.json").is_file():
-            p.error(f"--row {spec!r}: {exp}/decode_{tag or 'ctc_greedy'}/scores.json does not exist; run stage 9")
-        rows.append((label, exp, tag or "ctc_greedy"))
+            p.error(f"--row {spec!r}: expected LABEL=EXP_DIR[+EXP_DIR...][:DECODE_TAG]")
+        exp_spec, _, tag = rest.partition(":")
+        exps = tuple(Path(x) for x in exp_spec.split("+"))
+        for exp in exps:
+            if not (exp / f"decode_{tag or 'ctc_greedy'}" / "scores.json").is_file():
+                p.error(f"--row {spec!r}: {exp}/decode_{tag or 'ctc_greedy'}/scores.json does not exist; run stage 9")
+        rows.append((label, exps, tag or "ctc_greedy"))
     by_label = {label: (exp, tag) for label, exp, tag in rows}
     for spec in a.relative:
         for name in spec.split("|")[:2]:
             if name not in by_label:
                 p.error(f"--relative {spec!r}: {name!r} is not a --row label")
     params: dict = {}
-    for _, exp, _ in rows:
-        if exp not in params:
-            params[exp] = param_counts(exp)
+    for _, exps, _ in rows:
+        if exps[0] not in params:
+            params[exps[0]] = param_counts(exps[0])
     env = environment(None)
     text = "\n".join([
         f"<!-- local/score.py section begin: {TAG} -->",

@@ -169,12 +169,16 @@ def test_compare_results_pools_ood_sets_and_computes_relative_changes(tmp_path):
     a, b = tmp_path / "exp_a", tmp_path / "exp_b"
     _fake_scores(a, (100, 10), [(100, 20), (300, 40)])  # OOD pooled: 60 / 400 = 15 %
     _fake_scores(b, (100, 20), [(100, 30), (300, 50)])  # OOD pooled: 80 / 400 = 20 %
-    text = compare.table([("A", a, "ctc_greedy"), ("B", b, "ctc_greedy")], {a: (6.0, 3.8), b: (3.6, 3.6)})
+    text = compare.table([("A", (a,), "ctc_greedy"), ("B", (b,), "ctc_greedy")], {a: (6.0, 3.8), b: (3.6, 3.6)})
     row_a = next(line for line in text.splitlines() if line.startswith("|A|")).split("|")
     assert row_a[2] == "6.00 / 3.80" and row_a[3] == "10.0" and row_a[7] == "10.0"  # ID hi, ID CER
     assert row_a[9] == row_a[13] == "15.0" and row_a[15] == "90.0" and row_a[16] == "50.0" and row_a[18] == "0.0200"
-    rel = compare.relative_table(["A|B|paper: better"], {"A": (a, "ctc_greedy"), "B": (b, "ctc_greedy")})
+    rel = compare.relative_table(["A|B|paper: better"], {"A": ((a,), "ctc_greedy"), "B": ((b,), "ctc_greedy")})
     assert "|A vs B|-50.0 %|-25.0 %|" in rel and rel.rstrip().endswith("paper: better|")
+    # two seeds pooled: error counts summed -> ID (10 + 20) / 200 = 15 %, OOD 140 / 800 = 17.5 %
+    text = compare.table([("mean of A and B", (a, b), "ctc_greedy")], {a: (6.0, 3.8)})
+    row = next(line for line in text.splitlines() if line.startswith("|mean of A and B|")).split("|")
+    assert row[7] == "15.0" and row[13] == "17.5" and row[15] == "90.0" and row[18] == "0.0200"
 
 
 def test_training_curves_parse_espnet_epoch_lines(tmp_path):
