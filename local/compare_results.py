@@ -20,11 +20,19 @@ the dense ensemble), CER per language and overall on ``test_id`` and on the pool
 on show ``-``. ``--relative A|B|claim`` adds relative CER/WER changes of A against B (negative
 = A better) next to the claim a paper makes. The section is replaced on rerun
 (``local/score.py``'s markers); hand-written text around it is kept.
+
+Exp dirs are not kept in git; ``--from_results_md RESULTS.md`` rebuilds the same table from
+the stage-9 sections of RESULTS.md (error counts from their sclite-style tables, LID from
+the rounded percentages, parameters from ``model size`` and the run's config), so anyone
+can regenerate it from a clone; rows then name runs as in the headings: ``label=blr_moe``,
+``label=blr_moe+blr_moe_seed2``, ``label=blr_moe:ctc_greedy_prior_hard_oracle``.
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -87,8 +95,111 @@ def param_counts(exp: Path) -> tuple[float, float]:
     return total / 1e6, (total - inactive) / 1e6
 
 
+# --- reading the figures back from RESULTS.md (exp dirs are not kept in git) ----------
+def results_md_sections(path: Path) -> dict[str, str]:
+    """``{"<run> / <decode tag>": section text}`` of every stage-9 section in RESULTS.md."""
+    sections, name, lines = {}, None, []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("<!-- local/score.py section begin: "):
+            name, lines = line.split("begin: ", 1)[1].rstrip(" ->").strip(), []
+        elif line.startswith("<!-- local/score.py section end: ") and name is not None:
+            sections[name] = "\n".join(lines)
+            name = None
+        elif name is not None:
+            lines.append(line)
+    return sections
+
+
+def _md_rows(text: str, first_cell: str) -> list[dict[str, str]]:
+    """Rows of the markdown table whose header starts with ``|first_cell|``; repeated
+    column names (the sclite table's Sub/Del/Ins) get a ``_2`` suffix."""
+    rows, header = [], None
+    for line in text.splitlines():
+        if line.startswith(f"|{first_cell}|"):
+            header = []
+            for cell in line.strip("|").split("|"):
+                header.append(cell if cell not in header else f"{cell}_2")
+        elif header is not None and line.startswith("|") and not line.startswith("|---"):
+            rows.append(dict(zip(header, line.strip("|").split("|"))))
+        elif header is not None and not line.startswith("|"):
+            header = None
+    return rows
+
+
+def scores_from_section(text: str) -> dict:
+    """The part of ``scores.json`` this script reads, rebuilt from a stage-9 section:
+    error counts from its sclite-style table, LID and RTF from its summary table."""
+    test_sets: dict = {}
+    for row in _md_rows(text, "dataset"):
+        name, _, lang = row["dataset"].partition("/")
+        counts = {
+            "words": {"err": int(row["Sub"]) + int(row["Del"]) + int(row["Ins"]), "ref": int(row["Wrd"])},
+            "chars": {"err": int(row["Sub_2"]) + int(row["Del_2"]) + int(row["Ins_2"]), "ref": int(row["Chr"])},
+        }
+        entry = test_sets.setdefault(name, {"per_lang": {}})
+        if lang:
+            entry["per_lang"][lang] = counts
+        else:
+            entry.update(counts)
+    for row in _md_rows(text, "test set"):
+        entry = test_sets.get(row["test set"])
+        if entry is None:
+            continue
+        if row.get("LID acc", "-") not in ("-", ""):  # correct count back from the rounded %
+            total = int(row["#utt"])
+            entry["lid"] = {"correct": round(float(row["LID acc"]) * total / 100), "total": total}
+        if row.get("RTF", "-") not in ("-", ""):
+            entry["rtf"] = {"rtf": float(row["RTF"])}
+    return test_sets
+
+
+def param_counts_from_section(text: str, langs: list[str]) -> tuple[float, float]:
+    """(total, active per frame) in millions: the total is the section's ``model size``;
+    the inactive expert weights are counted on the modules its config builds (they do
+    not depend on the vocabulary or on weights)."""
+    import yaml
+    from espnet_plugins.asr.moe.expert_linear import ExpertLinear
+    from espnet_plugins.asr.preencoder.smear_projector import SmearProjector
+    from espnet_plugins.tasks.asr import MoEASRTask
+
+    total = int(re.search(r"model size: `[^(]*\(([\d,]+)\)`", text).group(1).replace(",", ""))
+    config = Path(re.search(r"- config: `([^`]*)`", text).group(1))
+    if not config.is_file():  # written on another checkout: the same file in this one
+        config = Path(__file__).resolve().parents[1] / "conf" / config.name
+    conf = yaml.safe_load(config.read_text())
+    choices = {c.name: c for c in MoEASRTask.class_choices_list}
+    modules = []
+    input_size = (conf.get("frontend_conf") or {}).get("n_mels", 80)
+    if conf.get("preencoder"):
+        pre = choices["preencoder"].get_class(conf["preencoder"])(**(conf.get("preencoder_conf") or {}))
+        modules.append(pre)
+        input_size = pre.output_size()
+    enc_conf = dict(conf.get("encoder_conf") or {})
+    enc_class = choices["encoder"].get_class(conf["encoder"])
+    if "langs" in inspect.signature(enc_class.__init__).parameters:
+        enc_conf.setdefault("langs", langs)
+    modules.append(enc_class(input_size=input_size, **enc_conf))
+    inactive = 0.0
+    for module in modules:
+        for m in module.modules():
+            if isinstance(m, ExpertLinear):
+                inactive += sum(p.numel() for p in m.parameters()) * (m.num_experts - 1) / m.num_experts
+            elif isinstance(m, SmearProjector):
+                inactive += m.num_params_total - m.num_params_active
+    return total / 1e6, (total - inactive) / 1e6
+
+
+_SOURCE: dict = {}  # "results_md": {section name: text} when reading RESULTS.md
+
+
+def load_runs(exps: tuple[Path, ...], tag: str) -> list[dict]:
+    if "results_md" in _SOURCE:
+        return [scores_from_section(_SOURCE["results_md"][f"{exp} / {tag}"]) for exp in exps]
+    return [json.loads((exp / f"decode_{tag}" / "scores.json").read_text())["test_sets"] for exp in exps]
+
+
 def row_figures(exps: tuple[Path, ...], tag: str) -> dict:
-    runs = [json.loads((exp / f"decode_{tag}" / "scores.json").read_text())["test_sets"] for exp in exps]
+    runs = load_runs(exps, tag)
 
     def pooled(name_ok) -> Optional[dict]:
         sets = [v for scores in runs for k, v in scores.items() if name_ok(k)]
@@ -142,7 +253,16 @@ def main(argv=None) -> str:
     p.add_argument("--relative", action="append", default=[], metavar="A|B|CLAIM")
     p.add_argument("--results_md", help="replace the comparison section in this RESULTS.md")
     p.add_argument("--note", default="", help="text placed under the tables")
+    p.add_argument("--from_results_md", metavar="RESULTS.md",
+                   help="read the figures from the stage-9 sections of this file instead of exp dirs "
+                        "(which git does not keep); a row then names runs, not dirs: LABEL=RUN[+RUN][:TAG] "
+                        "with RUN as in the section heading '## RUN / TAG' (e.g. blr_moe_seed2)")
+    p.add_argument("--langs", default="hi,mr,ta,te", help="languages of the corpus (experts of a "
+                   "language-routed encoder, for the active-parameter count with --from_results_md)")
     a = p.parse_args(argv)
+    _SOURCE.clear()
+    if a.from_results_md:
+        _SOURCE["results_md"] = results_md_sections(Path(a.from_results_md))
     rows: list[tuple[str, tuple[Path, ...], str]] = []
     for spec in a.row:
         label, eq, rest = spec.partition("=")
@@ -150,18 +270,25 @@ def main(argv=None) -> str:
             p.error(f"--row {spec!r}: expected LABEL=EXP_DIR[+EXP_DIR...][:DECODE_TAG]")
         exp_spec, _, tag = rest.partition(":")
         exps = tuple(Path(x) for x in exp_spec.split("+"))
+        tag = tag or "ctc_greedy"
         for exp in exps:
-            if not (exp / f"decode_{tag or 'ctc_greedy'}" / "scores.json").is_file():
-                p.error(f"--row {spec!r}: {exp}/decode_{tag or 'ctc_greedy'}/scores.json does not exist; run stage 9")
-        rows.append((label, exps, tag or "ctc_greedy"))
+            if "results_md" in _SOURCE:
+                if f"{exp} / {tag}" not in _SOURCE["results_md"]:
+                    p.error(f"--row {spec!r}: {a.from_results_md} has no section '## {exp} / {tag}'")
+            elif not (exp / f"decode_{tag}" / "scores.json").is_file():
+                p.error(f"--row {spec!r}: {exp}/decode_{tag}/scores.json does not exist; run stage 9")
+        rows.append((label, exps, tag))
     by_label = {label: (exp, tag) for label, exp, tag in rows}
     for spec in a.relative:
         for name in spec.split("|")[:2]:
             if name not in by_label:
                 p.error(f"--relative {spec!r}: {name!r} is not a --row label")
     params: dict = {}
-    for _, exps, _ in rows:
-        if exps[0] not in params:
+    for _, exps, tag in rows:
+        if exps[0] not in params and "results_md" in _SOURCE:
+            section = _SOURCE["results_md"][f"{exps[0]} / {tag}"]
+            params[exps[0]] = param_counts_from_section(section, a.langs.split(","))
+        elif exps[0] not in params:
             params[exps[0]] = param_counts(exps[0])
     env = environment(None)
     text = "\n".join([

@@ -320,3 +320,53 @@ def test_router_warmup_idle_gets_no_gradient(router_warmup):
     assert any(float(p.grad.abs().sum()) > 0 for p in router)
     with pytest.raises(ValueError, match="router_warmup must be 'idle' or 'train'"):
         tiny(router_warmup="sometimes")
+
+
+def test_routing_starts_when_ctc_leaves_its_plateau():
+    """moe_start_ctc_emission: dense until the running emission ratio reaches the
+    threshold (counted from moe_start_step on), upcycle at the next training update."""
+    enc = tiny(moe_start_step=2, moe_start_ctc_emission=0.5, moe_start_ema=0.5,
+               expert_init="independent").train()
+    x, ilens = batch([30, 22])
+    w = enc.encoders[-1].feed_forward.w_1.weight
+    assert {"num_updates", "moe_state", "ctc_emission"} <= set(enc.state_dict())
+    enc(x, ilens)
+    assert float(enc.pop_aux()["route_frac_hi"]) == 1.0
+    enc.observe_ctc_emission(5.0)  # update 1 < moe_start_step: random outputs, ignored
+    assert float(enc.ctc_emission) == 0.0 and enc.wants_ctc_emission
+    enc(x, ilens)
+    enc.pop_aux()
+    enc.observe_ctc_emission(0.6)  # running mean 0.3: still on the plateau
+    assert float(enc.ctc_emission) == pytest.approx(0.3) and int(enc.moe_state) == 0
+    enc(x, ilens)
+    assert float(enc.pop_aux()["route_frac_hi"]) == 1.0
+    enc.observe_ctc_emission(0.8)  # 0.55 >= 0.5: routing starts at the next update
+    assert int(enc.moe_state) == 1 and not enc.wants_ctc_emission
+    assert not torch.equal(w[0], w[1])
+    enc.eval()
+    enc(x, ilens)  # validation before that update still sees the dense model
+    assert float(enc.pop_aux()["route_frac_hi"]) == 1.0 and int(enc.moe_state) == 1
+    enc.train()
+    enc(x, ilens)
+    aux = enc.pop_aux()
+    assert all(torch.equal(w[0], w[e]) for e in range(1, len(LANGS)))
+    assert "lid_logits" in aux and float(aux["route_frac_hi"]) < 1.0
+    assert int(enc.moe_state) == 2 and int(enc.num_updates) == 4
+    enc.observe_ctc_emission(0.0)  # after the start, observations change nothing
+    assert int(enc.moe_state) == 2
+    with pytest.raises(ValueError, match="moe_start_ctc_emission must be > 0"):
+        tiny(moe_start_ctc_emission=0.0)
+    with pytest.raises(ValueError, match=r"moe_start_ema must be in \[0, 1\)"):
+        tiny(moe_start_ctc_emission=0.5, moe_start_ema=1.0)
+
+
+def test_ctc_start_state_survives_a_checkpoint():
+    enc = tiny(moe_start_step=0, moe_start_ctc_emission=0.5, moe_start_ema=0.0).train()
+    x, ilens = batch([30, 22])
+    enc(x, ilens)
+    enc.pop_aux()
+    enc.observe_ctc_emission(0.7)
+    resumed = tiny(moe_start_step=0, moe_start_ctc_emission=0.5, moe_start_ema=0.0)
+    resumed.load_state_dict(enc.state_dict())
+    assert int(resumed.moe_state) == 1 and int(resumed.num_updates) == 1
+    assert float(resumed.ctc_emission) == pytest.approx(0.7)

@@ -153,9 +153,13 @@ def test_preset_builds_and_trains_one_step(preset, lists, request):
             assert torch.equal(frontend_state[f"asr_model.{k}"], v), k
 
     encoder = model.encoder
-    warm_up = getattr(encoder, "moe_start_step", 0) > 0
+    emission_start = getattr(encoder, "moe_start_ctc_emission", None) is not None
+    warm_up = getattr(encoder, "moe_start_step", 0) > 0 or emission_start
     stats = train_step(model, optim, scheduler)
     check_lid_stats(model, stats, expect_idle=warm_up and encoder.router_warmup == "idle")
+    if emission_start:  # the model measured greedy CTC and handed it to the encoder
+        assert stats["ctc_emission"] is not None and float(stats["ctc_emission"]) >= 0
+        assert int(encoder.num_updates) == 1 and encoder.wants_ctc_emission
     if "load_balance_weight" in (conf.get("model_conf") or {}) and model.preencoder is not None:
         gated = getattr(model.preencoder, "variant", None) in ("smear", "hard_topk")
         assert ("loss_load_balance" in stats) == gated, sorted(stats)
@@ -175,10 +179,16 @@ def test_preset_builds_and_trains_one_step(preset, lists, request):
         # The step the dense warm-up ends: experts upcycled, the router starts routing
         # and gets the LID loss. Skipping ahead catches what would otherwise first
         # show moe_start_step updates into a recipe run.
-        encoder.num_updates.fill_(encoder.moe_start_step)
+        if emission_start:
+            encoder.moe_state.fill_(1)  # as observe_ctc_emission does past the threshold
+        else:
+            encoder.num_updates.fill_(encoder.moe_start_step)
+        step = int(encoder.num_updates)
         stats = train_step(model, optim, scheduler, seed=1)
         check_lid_stats(model, stats, expect_idle=False)
         if model.lid_weight > 0:
             router = list(encoder.router_parameters())
             assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in router)
-        assert int(encoder.num_updates) == encoder.moe_start_step + 1
+        assert int(encoder.num_updates) == step + 1
+        if emission_start:
+            assert int(encoder.moe_state) == 2 and stats["ctc_emission"] is None

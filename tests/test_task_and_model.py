@@ -188,3 +188,16 @@ def test_router_only_training_keeps_every_non_router_tensor_bit_identical():
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("encoder.router.") for k in changed), changed
     assert model.encoder.router.training and not model.encoder.encoders[0].training
+
+
+def test_ctc_emission_ratio_counts_collapsed_non_blank_tokens_in_valid_frames():
+    model = _toy_model()
+    best = torch.tensor([[0, 2, 2, 0, 2, 3, 3, 0],
+                         [3, 0, 3, 3, 2, 0, 2, 2]])  # blank 0
+    model.ctc.argmax = lambda hs: best
+    lens = torch.tensor([8, 5])  # utt 2: frames 5.. are padding
+    # utt 1 emits 2,2,3 (3 tokens); utt 2 emits 3,3,2 in its 5 valid frames (3 tokens)
+    ratio = model.ctc_emission_ratio(torch.zeros(2, 8, 8), lens, torch.tensor([4, 2]))
+    assert float(ratio) == pytest.approx(6 / 6)
+    ratio = model.ctc_emission_ratio(torch.zeros(2, 8, 8), lens, torch.tensor([10, 2]))
+    assert float(ratio) == pytest.approx(6 / 12)

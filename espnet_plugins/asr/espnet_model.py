@@ -206,6 +206,29 @@ class MoEASRModel(ESPnetASRModel):
             stats["nonfinite_step"] = loss.new_tensor(0.0 if finite else 1.0)
         return loss, stats, weight
 
+    def encode(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        encoder_out, encoder_out_lens = super().encode(speech, speech_lengths)
+        if getattr(self.encoder, "wants_ctc_emission", False):
+            self._emission_input = (encoder_out.detach(), encoder_out_lens)
+        return encoder_out, encoder_out_lens
+
+    @torch.no_grad()
+    def ctc_emission_ratio(
+        self, encoder_out: torch.Tensor, encoder_out_lens: torch.Tensor, text_lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """Tokens greedy CTC emits per reference token in this batch (0 on the blank plateau)."""
+        best = self.ctc.argmax(encoder_out)  # [B, T]
+        frames = torch.arange(best.size(1), device=best.device)
+        new = best != self.blank_id
+        new[:, 1:] &= best[:, 1:] != best[:, :-1]  # CTC collapse: repeats count once
+        new &= frames < encoder_out_lens.to(best.device).unsqueeze(1)
+        counts = torch.stack([new.sum().float(), text_lengths.sum().float().to(best.device)])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(counts)  # every rank starts routing at the same update
+        return counts[0] / counts[1].clamp(min=1)
+
     def _forward_losses(
         self,
         speech: torch.Tensor,
@@ -227,6 +250,14 @@ class MoEASRModel(ESPnetASRModel):
             self.encode(speech, speech_lengths)
             loss, stats, weight = torch.zeros((), device=speech.device), {}, speech.new_tensor(speech.shape[0])
         aux = self.pop_aux()
+        emission_input = self.__dict__.pop("_emission_input", None)
+        if emission_input is not None and text is not None:
+            ratio = self.ctc_emission_ratio(*emission_input, text_lengths)
+            stats["ctc_emission"] = ratio
+            if self.training:
+                self.encoder.observe_ctc_emission(float(ratio))
+        elif getattr(self.encoder, "moe_start_ctc_emission", None) is not None:
+            stats["ctc_emission"] = None  # routing has started: same keys every epoch
         if "lid_logits" in aux and lang is not None:
             loss_lid, lid_acc = self.lid_loss_and_acc(aux, lang, lang_lengths)
             loss = loss + self.lid_weight * loss_lid if text is not None else loss_lid
@@ -234,9 +265,9 @@ class MoEASRModel(ESPnetASRModel):
         elif "lid_lengths" in aux and lang is not None and text is None:
             raise ValueError(
                 "router-only training needs the router's LID logits, but this model's "
-                "encoder is still in its dense warm-up (encoder_conf.moe_start_step) with "
+                "encoder is still in its dense warm-up (encoder_conf.moe_start_step / moe_start_ctc_emission) with "
                 "router_warmup: idle, so its router has never run; train the ASR model "
-                "past moe_start_step first"
+                "past its warm-up first"
             )
         elif "lid_lengths" in aux and lang is not None:
             # a router idle during its encoder's dense warm-up: logged as nan, so

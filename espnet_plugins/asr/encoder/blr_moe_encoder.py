@@ -6,6 +6,7 @@ and picks a language expert per frame (or per utterance); the following
 ``num_moe_blocks`` blocks have expert self-attention projections (V and O by default)
 and expert FFNs, all routed with that same decision.
 """
+import logging
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -114,6 +115,21 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
             Put it after CTC has left its plateau (watch ``cer_ctc`` in valid): when
             it leaves varies with the seed; our 6 x 144 blocks had valid CER 50, 70,
             92 and 98 % after 800 updates in four runs on the built-in corpus.
+        moe_start_ctc_emission: start routing when CTC has left its plateau instead
+            of at a fixed step (``None``, default: the step alone decides). The model
+            reports, every training update of the warm-up, how many tokens greedy
+            CTC emits per reference token (0 on the blank plateau, ~1 once CTC
+            works); routing starts (experts upcycled at the next update) once the
+            running mean of that ratio, taken from update ``moe_start_step`` on,
+            reaches this value (so set ``moe_start_step`` past the first updates,
+            whose random outputs emit a token on most frames). Why: with a fixed step our runs
+            started routing at valid CER 50 % (seed 1: test CER 15.6 %) or still on
+            the plateau at 85-92 % (seeds 3, 2: 51.3 and 63.2 %). The value (0.5 in
+            the ``_ctc_start`` preset) is our choice, not a paper's. If CTC never
+            leaves the plateau, routing never starts: the encoder stays the dense
+            model (watch ``ctc_emission`` in the training stats).
+        moe_start_ema: decay of the running mean of the emission ratio, per update
+            (0.98: about the last 50 updates).
         router_warmup: what the router does during the dense warm-up. ``idle``
             (default): it is not run, so it gets no gradient, no optimizer state
             and no LID loss (``loss_lid`` shows as nan) until routing starts; then
@@ -169,6 +185,8 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         router_detach: bool = False,
         expert_init: str = "replicate",
         moe_start_step: int = 0,
+        moe_start_ctc_emission: Optional[float] = None,
+        moe_start_ema: float = 0.98,
         router_warmup: str = "idle",
         input_layer: str = "conv2d",
         dropout_rate: float = 0.1,
@@ -208,8 +226,22 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
                 f"router_warmup must be 'idle' or 'train', got {router_warmup!r}"
             )
         self.router_warmup = router_warmup
-        if moe_start_step > 0:  # only then: keeps checkpoints of other configs unchanged
+        if moe_start_ctc_emission is not None and not moe_start_ctc_emission > 0:
+            raise ValueError(
+                "moe_start_ctc_emission must be > 0 (a fraction of reference tokens, "
+                f"e.g. 0.5) or null, got {moe_start_ctc_emission}"
+            )
+        if not 0 <= moe_start_ema < 1:
+            raise ValueError(f"moe_start_ema must be in [0, 1), got {moe_start_ema}")
+        self.moe_start_ctc_emission = moe_start_ctc_emission
+        self.moe_start_ema = moe_start_ema
+        # Buffers only when there is a warm-up: checkpoints of other configs unchanged.
+        if moe_start_step > 0 or moe_start_ctc_emission is not None:
             self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        if moe_start_ctc_emission is not None:
+            # 0: warm-up, 1: start at the next training update, 2: routing
+            self.register_buffer("moe_state", torch.zeros((), dtype=torch.long))
+            self.register_buffer("ctc_emission", torch.zeros(()))
         if num_shared_blocks < 0 or num_moe_blocks < 0:
             raise ValueError("num_shared_blocks and num_moe_blocks must be >= 0")
         self._output_size = output_size
@@ -364,15 +396,7 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
             x = block(x, pos_emb, valid)
 
         # Dense warm-up: every frame on expert 0; the router may sit it out.
-        warm_up = False
-        if self.moe_start_step > 0:
-            step = int(self.num_updates)  # one host read per forward
-            if self.training:
-                if step == self.moe_start_step:
-                    self._upcycle()
-                step += 1
-                self.num_updates.fill_(step)
-            warm_up = step <= self.moe_start_step
+        warm_up = self._warm_up_step()
         aux: Dict[str, torch.Tensor] = {"lid_lengths": olens}
         lid_logits = None
         if not (warm_up and self.router_warmup == "idle"):
@@ -395,6 +419,51 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
                 aux[f"route_frac_{self._expert_name(e)}"] = fractions[e]
         self._set_aux(aux)
         return self.after_norm(x), olens, None
+
+    def _warm_up_step(self) -> bool:
+        """Advance the warm-up bookkeeping of one forward; True while still dense."""
+        if self.moe_start_ctc_emission is not None:
+            state = int(self.moe_state)
+            if self.training:
+                if state == 1:  # here, not in observe_ctc_emission: weights are not
+                    self._upcycle()  # in an autograd graph between updates
+                    state = 2
+                    self.moe_state.fill_(state)
+                self.num_updates.add_(1)
+            return state < 2
+        if self.moe_start_step == 0:
+            return False
+        step = int(self.num_updates)  # one host read per forward
+        if self.training:
+            if step == self.moe_start_step:
+                self._upcycle()
+            step += 1
+            self.num_updates.fill_(step)
+        return step <= self.moe_start_step
+
+    @property
+    def wants_ctc_emission(self) -> bool:
+        """True while the warm-up waits for CTC to leave its plateau."""
+        return self.moe_start_ctc_emission is not None and int(self.moe_state) == 0
+
+    def observe_ctc_emission(self, ratio: float) -> None:
+        """Take one update's greedy-CTC emission ratio (tokens emitted / reference).
+
+        Called by the model after each training forward of the warm-up; once the running
+        mean (from update ``moe_start_step`` on) reaches ``moe_start_ctc_emission``,
+        routing starts at the next training update.
+        """
+        if not self.wants_ctc_emission or int(self.num_updates) < self.moe_start_step:
+            return  # the first updates' random outputs emit a token on most frames
+        ema = self.moe_start_ema * float(self.ctc_emission) + (1 - self.moe_start_ema) * ratio
+        self.ctc_emission.fill_(ema)
+        if ema >= self.moe_start_ctc_emission:
+            self.moe_state.fill_(1)
+            logging.info(
+                f"BLR-MoE: greedy CTC emits {ema:.2f} tokens per reference token "
+                f"(running mean) after {int(self.num_updates)} updates: experts are "
+                "upcycled and language routing starts at the next update"
+            )
 
     def _upcycle(self) -> None:
         """End of the dense warm-up: every expert starts from expert 0's weights."""
