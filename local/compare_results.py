@@ -297,7 +297,9 @@ def main(argv=None) -> str:
         f"- date: `{env['date']}`; hardware: {env['hardware']}; software: {env['software']}",
         "- command: `local/compare_results.py " + " ".join(f"'{x}'" for x in (argv or sys.argv[1:])) + "`",
         "- CER / WER in %, micro-averaged; OOD = test_ood_voice + _noise + _reverb + _tel pooled; "
-        "LID = router's utterance language (models without a router: -); RTF = greedy CTC on test_id",
+        "LID = router's utterance language (models without a router: -); RTF = greedy CTC on test_id"
+        + ("; read from the stage-9 sections of " + a.from_results_md + " (params total = every tensor "
+           "in the checkpoint, BatchNorm statistics included, as their `model size`)" if a.from_results_md else ""),
         "", table(rows, params).rstrip("\n"),
     ])
     if a.relative:

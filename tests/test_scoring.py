@@ -197,3 +197,43 @@ def test_training_curves_parse_espnet_epoch_lines(tmp_path):
     assert parsed[1]["valid"]["cer_ctc"] == 0.993 and parsed[2]["valid"]["gate_entropy"] == 0.8
     md = curves.markdown({"smear": parsed}, ["gate_entropy", "cer_ctc", "absent"])
     assert "| 1 | 1.380 | 1.370 |" in md and "| 2 | 0.500 |" in md and "absent" not in md
+
+
+def _compare_module():
+    spec = importlib.util.spec_from_file_location("compare_results", ROOT / "local" / "compare_results.py")
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    return compare
+
+
+def test_compare_results_reads_back_what_stage_9_wrote_to_results_md(sets):
+    """--from_results_md: the counts rebuilt from a RESULTS.md section equal scores.json's."""
+    tmp_path, tests = sets
+    md = tmp_path / "RESULTS.md"
+    out = score.main([*(a for t in tests for a in ("--test", t)), "--results_md", str(md),
+                      "--tag", "run1 / ctc_greedy"])
+    compare = _compare_module()
+    sections = compare.results_md_sections(md)
+    assert list(sections) == ["run1 / ctc_greedy"]
+    back = compare.scores_from_section(sections["run1 / ctc_greedy"])
+    for name in ("t1", "t2"):
+        want = out["test_sets"][name]
+        for unit in ("words", "chars"):
+            assert back[name][unit] == {"err": want[unit]["err"], "ref": want[unit]["ref"]}
+            for lang, part in want["per_lang"].items():
+                assert back[name]["per_lang"][lang][unit] == {"err": part[unit]["err"], "ref": part[unit]["ref"]}
+    assert back["t1"]["lid"] == {"correct": 3, "total": 5} and "lid" not in back["t2"]
+    assert back["t1"]["rtf"] == {"rtf": 0.2} and "hi+te" in back["t1"]["per_lang"]
+    # the table built from RESULTS.md: t1 is no test_id/test_ood set, so only cs/ID columns stay empty
+    compare._SOURCE["results_md"] = sections
+    fig = compare.row_figures((Path("run1"),), "ctc_greedy")
+    assert fig["id"] is None and fig["rtf"] is None
+
+
+def test_compare_results_active_parameters_from_the_runs_config():
+    compare = _compare_module()
+    text = "- config: `/another/checkout/conf/{}`\n- model size: `6.12 M (6,000,000)`\n"
+    total, active = compare.param_counts_from_section(text.format("train_blr_moe.yaml"), ["hi", "mr", "ta", "te"])
+    assert total == 6.0 and 2.0 < total - active < 2.5  # 3 of 4 experts idle per frame
+    total, active = compare.param_counts_from_section(text.format("train_dense_conformer.yaml"), ["hi"])
+    assert total == active == 6.0
