@@ -13,6 +13,7 @@ setup(
         "espnet==202511",
         "sentencepiece==0.2.0",
         "jiwer",
+        "editdistance",  # espnet depends on it too; we import it directly
         "pyyaml",
         "numpy>=2",
         "einops",

@@ -333,7 +333,7 @@ def test_routing_starts_when_ctc_leaves_its_plateau():
     enc(x, ilens)
     assert float(enc.pop_aux()["route_frac_hi"]) == 1.0
     enc.observe_ctc_emission(5.0)  # update 1 < moe_start_step: random outputs, ignored
-    assert float(enc.ctc_emission) == 0.0 and enc.wants_ctc_emission
+    assert float(enc.ctc_emission) == 0.0 and enc.ctc_signals_wanted == ("ctc_emission",)
     enc(x, ilens)
     enc.pop_aux()
     enc.observe_ctc_emission(0.6)  # running mean 0.3: still on the plateau
@@ -341,7 +341,7 @@ def test_routing_starts_when_ctc_leaves_its_plateau():
     enc(x, ilens)
     assert float(enc.pop_aux()["route_frac_hi"]) == 1.0
     enc.observe_ctc_emission(0.8)  # 0.55 >= 0.5: routing starts at the next update
-    assert int(enc.moe_state) == 1 and not enc.wants_ctc_emission
+    assert int(enc.moe_state) == 1 and not enc.ctc_signals_wanted
     assert not torch.equal(w[0], w[1])
     enc.eval()
     enc(x, ilens)  # validation before that update still sees the dense model
@@ -370,3 +370,25 @@ def test_ctc_start_state_survives_a_checkpoint():
     resumed.load_state_dict(enc.state_dict())
     assert int(resumed.moe_state) == 1 and int(resumed.num_updates) == 1
     assert float(resumed.ctc_emission) == pytest.approx(0.7)
+
+
+def test_routing_starts_when_ctc_error_rate_falls_and_both_thresholds_must_hold():
+    enc = tiny(moe_start_step=0, moe_start_ctc_cer=0.6, moe_start_ctc_emission=0.5,
+               moe_start_ema=0.0).train()
+    x, ilens = batch([30, 22])
+    assert float(enc.ctc_cer) == 1.0 and enc.ctc_signals_wanted == ("ctc_emission", "ctc_cer")
+    enc(x, ilens)
+    enc.pop_aux()
+    enc.observe_ctc(ctc_emission=0.9, ctc_cer=0.7)  # emission fine, error rate too high
+    assert int(enc.moe_state) == 0
+    enc.observe_ctc(ctc_emission=0.4, ctc_cer=0.5)  # now the emission is too low
+    assert int(enc.moe_state) == 0
+    enc.observe_ctc(ctc_emission=0.8, ctc_cer=0.55)
+    assert int(enc.moe_state) == 1
+    only_cer = tiny(moe_start_ctc_cer=0.6, moe_start_ema=0.0).train()
+    assert "ctc_emission" not in only_cer.state_dict() and only_cer.ctc_signals_wanted == ("ctc_cer",)
+    only_cer(x, ilens)
+    only_cer.observe_ctc(ctc_cer=0.6)
+    assert int(only_cer.moe_state) == 1
+    with pytest.raises(ValueError, match=r"moe_start_ctc_cer must be in \(0, 1\)"):
+        tiny(moe_start_ctc_cer=1.5)

@@ -153,13 +153,14 @@ def test_preset_builds_and_trains_one_step(preset, lists, request):
             assert torch.equal(frontend_state[f"asr_model.{k}"], v), k
 
     encoder = model.encoder
-    emission_start = getattr(encoder, "moe_start_ctc_emission", None) is not None
+    emission_start = bool(getattr(encoder, "_start_thresholds", None))
     warm_up = getattr(encoder, "moe_start_step", 0) > 0 or emission_start
     stats = train_step(model, optim, scheduler)
     check_lid_stats(model, stats, expect_idle=warm_up and encoder.router_warmup == "idle")
     if emission_start:  # the model measured greedy CTC and handed it to the encoder
-        assert stats["ctc_emission"] is not None and float(stats["ctc_emission"]) >= 0
-        assert int(encoder.num_updates) == 1 and encoder.wants_ctc_emission
+        for name in encoder.ctc_signals_wanted:
+            assert stats[name] is not None and float(stats[name]) >= 0, name
+        assert int(encoder.num_updates) == 1 and encoder.ctc_signals_wanted
     if "load_balance_weight" in (conf.get("model_conf") or {}) and model.preencoder is not None:
         gated = getattr(model.preencoder, "variant", None) in ("smear", "hard_topk")
         assert ("loss_load_balance" in stats) == gated, sorted(stats)
@@ -191,4 +192,5 @@ def test_preset_builds_and_trains_one_step(preset, lists, request):
             assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in router)
         assert int(encoder.num_updates) == step + 1
         if emission_start:
-            assert int(encoder.moe_state) == 2 and stats["ctc_emission"] is None
+            assert int(encoder.moe_state) == 2 and not encoder.ctc_signals_wanted
+            assert all(stats[name] is None for name in encoder._start_thresholds)

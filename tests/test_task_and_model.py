@@ -190,14 +190,17 @@ def test_router_only_training_keeps_every_non_router_tensor_bit_identical():
     assert model.encoder.router.training and not model.encoder.encoders[0].training
 
 
-def test_ctc_emission_ratio_counts_collapsed_non_blank_tokens_in_valid_frames():
+def test_greedy_ctc_signals_count_collapsed_non_blank_tokens_in_valid_frames():
     model = _toy_model()
     best = torch.tensor([[0, 2, 2, 0, 2, 3, 3, 0],
                          [3, 0, 3, 3, 2, 0, 2, 2]])  # blank 0
     model.ctc.argmax = lambda hs: best
     lens = torch.tensor([8, 5])  # utt 2: frames 5.. are padding
-    # utt 1 emits 2,2,3 (3 tokens); utt 2 emits 3,3,2 in its 5 valid frames (3 tokens)
-    ratio = model.ctc_emission_ratio(torch.zeros(2, 8, 8), lens, torch.tensor([4, 2]))
-    assert float(ratio) == pytest.approx(6 / 6)
-    ratio = model.ctc_emission_ratio(torch.zeros(2, 8, 8), lens, torch.tensor([10, 2]))
-    assert float(ratio) == pytest.approx(6 / 12)
+    # utt 1 emits 2 2 3 vs ref 2 3 3 2: 1 sub + 1 del = 2 errors;
+    # utt 2 emits 3 3 2 (valid frames only) vs ref 3 2: 1 ins
+    text = torch.tensor([[2, 3, 3, 2], [3, 2, -1, -1]])
+    out = model.ctc_greedy_signals(torch.zeros(2, 8, 8), lens, text, torch.tensor([4, 2]))
+    assert float(out["ctc_emission"]) == pytest.approx(6 / 6)
+    assert float(out["ctc_cer"]) == pytest.approx(3 / 6)
+    only = model.ctc_greedy_signals(torch.zeros(2, 8, 8), lens, text, torch.tensor([4, 2]), ["ctc_emission"])
+    assert list(only) == ["ctc_emission"]

@@ -1,8 +1,9 @@
 """``MoEASRModel``: ESPnet's ASR model plus the auxiliary losses of MoE modules."""
 import inspect
 import logging
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
+import editdistance
 import torch
 import torch.nn.functional as F
 from espnet2.asr.espnet_model import ESPnetASRModel
@@ -210,24 +211,43 @@ class MoEASRModel(ESPnetASRModel):
         self, speech: torch.Tensor, speech_lengths: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         encoder_out, encoder_out_lens = super().encode(speech, speech_lengths)
-        if getattr(self.encoder, "wants_ctc_emission", False):
-            self._emission_input = (encoder_out.detach(), encoder_out_lens)
+        if getattr(self.encoder, "ctc_signals_wanted", ()):
+            self._ctc_signal_input = (encoder_out.detach(), encoder_out_lens)
         return encoder_out, encoder_out_lens
 
     @torch.no_grad()
-    def ctc_emission_ratio(
-        self, encoder_out: torch.Tensor, encoder_out_lens: torch.Tensor, text_lengths: torch.Tensor
-    ) -> torch.Tensor:
-        """Tokens greedy CTC emits per reference token in this batch (0 on the blank plateau)."""
+    def ctc_greedy_signals(
+        self,
+        encoder_out: torch.Tensor,
+        encoder_out_lens: torch.Tensor,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        names: Sequence[str] = ("ctc_emission", "ctc_cer"),
+    ) -> Dict[str, torch.Tensor]:
+        """Greedy CTC on this batch: ``ctc_emission`` = tokens emitted per reference
+        token (0 on the blank plateau), ``ctc_cer`` = token error rate (edit distance
+        over the reference length); summed over every rank under DDP, so all ranks
+        start routing at the same update."""
         best = self.ctc.argmax(encoder_out)  # [B, T]
         frames = torch.arange(best.size(1), device=best.device)
         new = best != self.blank_id
         new[:, 1:] &= best[:, 1:] != best[:, :-1]  # CTC collapse: repeats count once
         new &= frames < encoder_out_lens.to(best.device).unsqueeze(1)
-        counts = torch.stack([new.sum().float(), text_lengths.sum().float().to(best.device)])
+        counts = [new.sum().float(), text_lengths.sum().float().to(best.device)]
+        if "ctc_cer" in names:
+            errors = 0
+            for hyp_row, keep, ref_row, n in zip(best.tolist(), new.tolist(), text.tolist(), text_lengths.tolist()):
+                hyp = [t for t, k in zip(hyp_row, keep) if k]
+                errors += editdistance.eval(hyp, ref_row[:n])
+            counts.append(torch.tensor(float(errors), device=best.device))
+        counts = torch.stack(counts)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(counts)  # every rank starts routing at the same update
-        return counts[0] / counts[1].clamp(min=1)
+            torch.distributed.all_reduce(counts)
+        ref = counts[1].clamp(min=1)
+        out = {"ctc_emission": counts[0] / ref}
+        if "ctc_cer" in names:
+            out["ctc_cer"] = counts[2] / ref
+        return {k: v for k, v in out.items() if k in names}
 
     def _forward_losses(
         self,
@@ -250,14 +270,18 @@ class MoEASRModel(ESPnetASRModel):
             self.encode(speech, speech_lengths)
             loss, stats, weight = torch.zeros((), device=speech.device), {}, speech.new_tensor(speech.shape[0])
         aux = self.pop_aux()
-        emission_input = self.__dict__.pop("_emission_input", None)
-        if emission_input is not None and text is not None:
-            ratio = self.ctc_emission_ratio(*emission_input, text_lengths)
-            stats["ctc_emission"] = ratio
+        signal_input = self.__dict__.pop("_ctc_signal_input", None)
+        if signal_input is not None and text is not None:
+            # the encoder's warm-up waits for CTC to leave its plateau: measure it
+            signals = self.ctc_greedy_signals(
+                *signal_input, text, text_lengths, self.encoder.ctc_signals_wanted
+            )
+            stats.update(signals)
             if self.training:
-                self.encoder.observe_ctc_emission(float(ratio))
-        elif getattr(self.encoder, "moe_start_ctc_emission", None) is not None:
-            stats["ctc_emission"] = None  # routing has started: same keys every epoch
+                self.encoder.observe_ctc(**{k: float(v) for k, v in signals.items()})
+        else:  # routing has started: the same keys every epoch, as nan
+            for name in getattr(self.encoder, "_start_thresholds", {}):
+                stats[name] = None
         if "lid_logits" in aux and lang is not None:
             loss_lid, lid_acc = self.lid_loss_and_acc(aux, lang, lang_lengths)
             loss = loss + self.lid_weight * loss_lid if text is not None else loss_lid
@@ -265,7 +289,7 @@ class MoEASRModel(ESPnetASRModel):
         elif "lid_lengths" in aux and lang is not None and text is None:
             raise ValueError(
                 "router-only training needs the router's LID logits, but this model's "
-                "encoder is still in its dense warm-up (encoder_conf.moe_start_step / moe_start_ctc_emission) with "
+                "encoder is still in its dense warm-up (encoder_conf.moe_start_step / moe_start_ctc_*) with "
                 "router_warmup: idle, so its router has never run; train the ASR model "
                 "past its warm-up first"
             )

@@ -128,8 +128,12 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
             the ``_ctc_start`` preset) is our choice, not a paper's. If CTC never
             leaves the plateau, routing never starts: the encoder stays the dense
             model (watch ``ctc_emission`` in the training stats).
-        moe_start_ema: decay of the running mean of the emission ratio, per update
-            (0.98: about the last 50 updates).
+        moe_start_ctc_cer: start routing once the running mean of greedy CTC's
+            token error rate on the training batches (from update ``moe_start_step``
+            on; dropout and SpecAugment on, so above the valid ``cer_ctc``) is at or
+            below this value. With both thresholds set, both must be met.
+        moe_start_ema: decay of the running means, per update (0.98: about the last
+            50 updates).
         router_warmup: what the router does during the dense warm-up. ``idle``
             (default): it is not run, so it gets no gradient, no optimizer state
             and no LID loss (``loss_lid`` shows as nan) until routing starts; then
@@ -186,6 +190,7 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         expert_init: str = "replicate",
         moe_start_step: int = 0,
         moe_start_ctc_emission: Optional[float] = None,
+        moe_start_ctc_cer: Optional[float] = None,
         moe_start_ema: float = 0.98,
         router_warmup: str = "idle",
         input_layer: str = "conv2d",
@@ -233,15 +238,30 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
             )
         if not 0 <= moe_start_ema < 1:
             raise ValueError(f"moe_start_ema must be in [0, 1), got {moe_start_ema}")
+        if moe_start_ctc_cer is not None and not 0 < moe_start_ctc_cer < 1:
+            raise ValueError(
+                "moe_start_ctc_cer must be in (0, 1) (a token error rate, e.g. 0.6) or "
+                f"null, got {moe_start_ctc_cer}"
+            )
         self.moe_start_ctc_emission = moe_start_ctc_emission
+        self.moe_start_ctc_cer = moe_start_ctc_cer
         self.moe_start_ema = moe_start_ema
-        # Buffers only when there is a warm-up: checkpoints of other configs unchanged.
-        if moe_start_step > 0 or moe_start_ctc_emission is not None:
-            self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        # statistic -> threshold; the running mean of each is a buffer of that name
+        self._start_thresholds: Dict[str, float] = {}
         if moe_start_ctc_emission is not None:
+            self._start_thresholds["ctc_emission"] = moe_start_ctc_emission
+        if moe_start_ctc_cer is not None:
+            self._start_thresholds["ctc_cer"] = moe_start_ctc_cer
+        # Buffers only when there is a warm-up: checkpoints of other configs unchanged.
+        if moe_start_step > 0 or self._start_thresholds:
+            self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        if self._start_thresholds:
             # 0: warm-up, 1: start at the next training update, 2: routing
             self.register_buffer("moe_state", torch.zeros((), dtype=torch.long))
+        if moe_start_ctc_emission is not None:
             self.register_buffer("ctc_emission", torch.zeros(()))
+        if moe_start_ctc_cer is not None:
+            self.register_buffer("ctc_cer", torch.ones(()))
         if num_shared_blocks < 0 or num_moe_blocks < 0:
             raise ValueError("num_shared_blocks and num_moe_blocks must be >= 0")
         self._output_size = output_size
@@ -422,11 +442,11 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
 
     def _warm_up_step(self) -> bool:
         """Advance the warm-up bookkeeping of one forward; True while still dense."""
-        if self.moe_start_ctc_emission is not None:
+        if self._start_thresholds:
             state = int(self.moe_state)
             if self.training:
-                if state == 1:  # here, not in observe_ctc_emission: weights are not
-                    self._upcycle()  # in an autograd graph between updates
+                if state == 1:  # here, not in observe_ctc: weights are not in an
+                    self._upcycle()  # autograd graph between updates
                     state = 2
                     self.moe_state.fill_(state)
                 self.num_updates.add_(1)
@@ -442,28 +462,43 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         return step <= self.moe_start_step
 
     @property
-    def wants_ctc_emission(self) -> bool:
-        """True while the warm-up waits for CTC to leave its plateau."""
-        return self.moe_start_ctc_emission is not None and int(self.moe_state) == 0
+    def ctc_signals_wanted(self) -> Tuple[str, ...]:
+        """Greedy-CTC statistics the warm-up still waits for (``ctc_emission``,
+        ``ctc_cer``); empty once routing has started or with a step-only warm-up."""
+        if not self._start_thresholds or int(self.moe_state) != 0:
+            return ()
+        return tuple(self._start_thresholds)
 
-    def observe_ctc_emission(self, ratio: float) -> None:
-        """Take one update's greedy-CTC emission ratio (tokens emitted / reference).
+    def observe_ctc(self, **values: float) -> None:
+        """Take one training update's greedy-CTC statistics (``ctc_emission``: tokens
+        emitted per reference token; ``ctc_cer``: token error rate on the batch).
 
-        Called by the model after each training forward of the warm-up; once the running
-        mean (from update ``moe_start_step`` on) reaches ``moe_start_ctc_emission``,
-        routing starts at the next training update.
+        Called by the model after each training forward of the warm-up. From update
+        ``moe_start_step`` on, their running means are kept; once every configured one
+        is past its threshold, routing starts at the next training update.
         """
-        if not self.wants_ctc_emission or int(self.num_updates) < self.moe_start_step:
+        if not self.ctc_signals_wanted or int(self.num_updates) < self.moe_start_step:
             return  # the first updates' random outputs emit a token on most frames
-        ema = self.moe_start_ema * float(self.ctc_emission) + (1 - self.moe_start_ema) * ratio
-        self.ctc_emission.fill_(ema)
-        if ema >= self.moe_start_ctc_emission:
+        reached = []
+        for name, threshold in self._start_thresholds.items():
+            buf = getattr(self, name)
+            mean = float(buf)
+            if name in values:  # decide on the Python float, not its float32 copy
+                mean = self.moe_start_ema * mean + (1 - self.moe_start_ema) * values[name]
+                buf.fill_(mean)
+            reached.append(mean >= threshold if name == "ctc_emission" else mean <= threshold)
+        if all(reached):
             self.moe_state.fill_(1)
             logging.info(
-                f"BLR-MoE: greedy CTC emits {ema:.2f} tokens per reference token "
-                f"(running mean) after {int(self.num_updates)} updates: experts are "
-                "upcycled and language routing starts at the next update"
+                "BLR-MoE: greedy CTC running means "
+                + ", ".join(f"{n}={float(getattr(self, n)):.3f}" for n in self._start_thresholds)
+                + f" after {int(self.num_updates)} updates: experts are upcycled and "
+                "language routing starts at the next update"
             )
+
+    def observe_ctc_emission(self, ratio: float) -> None:
+        """``observe_ctc(ctc_emission=ratio)``."""
+        self.observe_ctc(ctc_emission=ratio)
 
     def _upcycle(self) -> None:
         """End of the dense warm-up: every expert starts from expert 0's weights."""
