@@ -78,21 +78,29 @@ def _fmt(x: Optional[float], digits: int = 1) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
-def param_counts(exp: Path) -> tuple[float, float]:
-    """(total, active per frame) parameters in millions, from the trained model."""
+def inactive_params(modules) -> float:
+    """Parameters a frame does not use: the unselected experts of language-routed layers
+    (one of E per frame), and what a SMEAR/top-k projector does not merge or select."""
     from espnet_plugins.asr.moe.expert_linear import ExpertLinear
     from espnet_plugins.asr.preencoder.smear_projector import SmearProjector
+
+    inactive = 0.0
+    for module in modules:
+        for m in module.modules():
+            if isinstance(m, ExpertLinear):
+                inactive += sum(p.numel() for p in m.parameters()) * (m.num_experts - 1) / m.num_experts
+            elif isinstance(m, SmearProjector):
+                inactive += m.num_params_total - m.num_params_active
+    return inactive
+
+
+def param_counts(exp: Path) -> tuple[float, float]:
+    """(total, active per frame) parameters in millions, from the trained model."""
     from espnet_plugins.tasks.asr import MoEASRTask
 
     model, _ = MoEASRTask.build_model_from_file(exp / "config.yaml", exp / "valid.loss.ave.pth", "cpu")
     total = sum(p.numel() for p in model.parameters())
-    inactive = 0.0
-    for m in model.modules():
-        if isinstance(m, ExpertLinear):
-            inactive += sum(p.numel() for p in m.parameters()) * (m.num_experts - 1) / m.num_experts
-        elif isinstance(m, SmearProjector):
-            inactive += m.num_params_total - m.num_params_active
-    return total / 1e6, (total - inactive) / 1e6
+    return total / 1e6, (total - inactive_params([model])) / 1e6
 
 
 # --- reading the figures back from RESULTS.md (exp dirs are not kept in git) ----------
@@ -158,8 +166,6 @@ def param_counts_from_section(text: str, langs: list[str]) -> tuple[float, float
     the inactive expert weights are counted on the modules its config builds (they do
     not depend on the vocabulary or on weights)."""
     import yaml
-    from espnet_plugins.asr.moe.expert_linear import ExpertLinear
-    from espnet_plugins.asr.preencoder.smear_projector import SmearProjector
     from espnet_plugins.tasks.asr import MoEASRTask
 
     total = int(re.search(r"model size: `[^(]*\(([\d,]+)\)`", text).group(1).replace(",", ""))
@@ -179,14 +185,7 @@ def param_counts_from_section(text: str, langs: list[str]) -> tuple[float, float
     if "langs" in inspect.signature(enc_class.__init__).parameters:
         enc_conf.setdefault("langs", langs)
     modules.append(enc_class(input_size=input_size, **enc_conf))
-    inactive = 0.0
-    for module in modules:
-        for m in module.modules():
-            if isinstance(m, ExpertLinear):
-                inactive += sum(p.numel() for p in m.parameters()) * (m.num_experts - 1) / m.num_experts
-            elif isinstance(m, SmearProjector):
-                inactive += m.num_params_total - m.num_params_active
-    return total / 1e6, (total - inactive) / 1e6
+    return total / 1e6, (total - inactive_params(modules)) / 1e6
 
 
 _SOURCE: dict = {}  # "results_md": {section name: text} when reading RESULTS.md
