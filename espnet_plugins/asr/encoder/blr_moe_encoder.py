@@ -122,16 +122,20 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
             works); routing starts (experts upcycled at the next update) once the
             running mean of that ratio, taken from update ``moe_start_step`` on,
             reaches this value (so set ``moe_start_step`` past the first updates,
-            whose random outputs emit a token on most frames). Why: with a fixed step our runs
-            started routing at valid CER 50 % (seed 1: test CER 15.6 %) or still on
-            the plateau at 85-92 % (seeds 3, 2: 51.3 and 63.2 %). The value (0.5 in
-            the ``_ctc_start`` preset) is our choice, not a paper's. If CTC never
-            leaves the plateau, routing never starts: the encoder stays the dense
-            model (watch ``ctc_emission`` in the training stats).
+            whose random outputs emit a token on most frames). If CTC never leaves
+            the plateau, routing never starts and the encoder stays the dense model
+            (watch ``ctc_emission`` / ``ctc_cer`` in the training stats).
         moe_start_ctc_cer: start routing once the running mean of greedy CTC's
             token error rate on the training batches (from update ``moe_start_step``
             on; dropout and SpecAugment on, so above the valid ``cer_ctc``) is at or
-            below this value. With both thresholds set, both must be met.
+            below this value. With both thresholds set, both must be met. Which rule,
+            measured on the built-in corpus (6 epochs, seeds 1-3, RESULTS.md
+            ``blr_moe`` notes): a fixed step (800) started routing at valid CER 50,
+            92 and 85 %; emission >= 0.5 started early (updates 445, 854, 609, valid
+            CER ~85 %) and CTC slowed down after the start; CER <= 0.6 started at
+            updates 895, 1880, 1406 (valid CER ~50-60 %) and gave the lowest valid
+            CER of the three in two seeds out of three and on average. Neither
+            paper says when routing starts; the thresholds are our choice.
         moe_start_ema: decay of the running means, per update (0.98: about the last
             50 updates).
         router_warmup: what the router does during the dense warm-up. ``idle``
@@ -445,8 +449,9 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         if self._start_thresholds:
             state = int(self.moe_state)
             if self.training:
-                if state == 1:  # here, not in observe_ctc: weights are not in an
+                if state < 2:  # here, not in observe_ctc: weights are not in an
                     self._upcycle()  # autograd graph between updates
+                if state == 1:
                     state = 2
                     self.moe_state.fill_(state)
                 self.num_updates.add_(1)
@@ -455,7 +460,7 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
             return False
         step = int(self.num_updates)  # one host read per forward
         if self.training:
-            if step == self.moe_start_step:
+            if step <= self.moe_start_step:
                 self._upcycle()
             step += 1
             self.num_updates.fill_(step)
@@ -501,7 +506,15 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         self.observe_ctc(ctc_emission=ratio)
 
     def _upcycle(self) -> None:
-        """End of the dense warm-up: every expert starts from expert 0's weights."""
+        """Every expert takes expert 0's weights. Done at every training update of the
+        dense warm-up, not only at its end: the unused experts would otherwise keep
+        their initial weights (or drift under weight decay), and ESPnet's average of
+        the n best epochs mixes checkpoints from both sides of the routing start —
+        measured: a run that started routing in epoch 5 decoded at test CER 62.8 %
+        from that average vs 44 % valid CER at its last epoch (RESULTS.md notes).
+        With the copies, a warm-up checkpoint is a plain dense model in every
+        expert, and the average stays meaningful. At the end of the warm-up every
+        expert starts from the trained expert 0 ("upcycling")."""
         for module in self.modules():
             if isinstance(module, ExpertLinear):
                 module.replicate_expert(0)
