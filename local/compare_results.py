@@ -37,10 +37,12 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from score import environment, update_results_md  # noqa: E402
+from score import _marker, environment, update_results_md  # noqa: E402
 
 LANGS = ("hi", "mr", "ta", "te")
 TAG = "comparison of every variant"
@@ -106,11 +108,13 @@ def param_counts(exp: Path) -> tuple[float, float]:
 # --- reading the figures back from RESULTS.md (exp dirs are not kept in git) ----------
 def results_md_sections(path: Path) -> dict[str, str]:
     """``{"<run> / <decode tag>": section text}`` of every stage-9 section in RESULTS.md."""
+    begin, end = _marker("", "begin"), _marker("", "end")
+    begin, end = begin[: begin.index(": ") + 2], end[: end.index(": ") + 2]  # score.py's marker prefixes
     sections, name, lines = {}, None, []
     for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("<!-- local/score.py section begin: "):
-            name, lines = line.split("begin: ", 1)[1].rstrip(" ->").strip(), []
-        elif line.startswith("<!-- local/score.py section end: ") and name is not None:
+        if line.startswith(begin):
+            name, lines = line[len(begin):].removesuffix("-->").strip(), []
+        elif line.startswith(end) and name is not None:
             sections[name] = "\n".join(lines)
             name = None
         elif name is not None:
@@ -165,7 +169,6 @@ def param_counts_from_section(text: str, langs: list[str]) -> tuple[float, float
     """(total, active per frame) in millions: the total is the section's ``model size``;
     the inactive expert weights are counted on the modules its config builds (they do
     not depend on the vocabulary or on weights)."""
-    import yaml
     from espnet_plugins.tasks.asr import MoEASRTask
 
     total = int(re.search(r"model size: `[^(]*\(([\d,]+)\)`", text).group(1).replace(",", ""))
@@ -291,7 +294,7 @@ def main(argv=None) -> str:
             params[exps[0]] = param_counts(exps[0])
     env = environment(None)
     text = "\n".join([
-        f"<!-- local/score.py section begin: {TAG} -->",
+        _marker(TAG, "begin"),
         f"## {TAG}", "",
         f"- date: `{env['date']}`; hardware: {env['hardware']}; software: {env['software']}",
         "- command: `local/compare_results.py " + " ".join(f"'{x}'" for x in (argv or sys.argv[1:])) + "`",
@@ -306,7 +309,7 @@ def main(argv=None) -> str:
             a.relative, by_label).rstrip("\n")
     if a.note:
         text += "\n\n" + a.note.strip()
-    text += f"\n<!-- local/score.py section end: {TAG} -->\n"
+    text += f"\n{_marker(TAG, 'end')}\n"
     if a.results_md:
         update_results_md(a.results_md, TAG, text)
     print(text)

@@ -337,15 +337,15 @@ def test_routing_starts_when_ctc_leaves_its_plateau():
     assert {"num_updates", "moe_state", "ctc_emission"} <= set(enc.state_dict())
     enc(x, ilens)
     assert float(enc.pop_aux()["route_frac_hi"]) == 1.0
-    enc.observe_ctc_emission(5.0)  # update 1 < moe_start_step: random outputs, ignored
+    enc.observe_ctc(ctc_emission=5.0)  # update 1 < moe_start_step: random outputs, ignored
     assert float(enc.ctc_emission) == 0.0 and enc.ctc_signals_wanted == ("ctc_emission",)
     enc(x, ilens)
     enc.pop_aux()
-    enc.observe_ctc_emission(0.6)  # running mean 0.3: still on the plateau
+    enc.observe_ctc(ctc_emission=0.6)  # running mean 0.3: still on the plateau
     assert float(enc.ctc_emission) == pytest.approx(0.3) and int(enc.moe_state) == 0
     enc(x, ilens)
     assert float(enc.pop_aux()["route_frac_hi"]) == 1.0
-    enc.observe_ctc_emission(0.8)  # 0.55 >= 0.5: routing starts at the next update
+    enc.observe_ctc(ctc_emission=0.8)  # 0.55 >= 0.5: routing starts at the next update
     assert int(enc.moe_state) == 1 and not enc.ctc_signals_wanted
     assert all(torch.equal(w[0], w[e]) for e in range(1, len(LANGS)))  # kept equal in warm-up
     with torch.no_grad():
@@ -359,7 +359,7 @@ def test_routing_starts_when_ctc_leaves_its_plateau():
     assert all(torch.equal(w[0], w[e]) for e in range(1, len(LANGS)))
     assert "lid_logits" in aux and float(aux["route_frac_hi"]) < 1.0
     assert int(enc.moe_state) == 2 and int(enc.num_updates) == 4
-    enc.observe_ctc_emission(0.0)  # after the start, observations change nothing
+    enc.observe_ctc(ctc_emission=0.0)  # after the start, observations change nothing
     assert int(enc.moe_state) == 2
     with pytest.raises(ValueError, match="moe_start_ctc_emission must be > 0"):
         tiny(moe_start_ctc_emission=0.0)
@@ -372,7 +372,7 @@ def test_ctc_start_state_survives_a_checkpoint():
     x, ilens = batch([30, 22])
     enc(x, ilens)
     enc.pop_aux()
-    enc.observe_ctc_emission(0.7)
+    enc.observe_ctc(ctc_emission=0.7)
     resumed = tiny(moe_start_step=0, moe_start_ctc_emission=0.5, moe_start_ema=0.0)
     resumed.load_state_dict(enc.state_dict())
     assert int(resumed.moe_state) == 1 and int(resumed.num_updates) == 1

@@ -181,7 +181,7 @@ def test_preset_builds_and_trains_one_step(preset, lists, request):
         # and gets the LID loss. Skipping ahead catches what would otherwise first
         # show moe_start_step updates into a recipe run.
         if emission_start:
-            encoder.moe_state.fill_(1)  # as observe_ctc_emission does past the threshold
+            encoder.moe_state.fill_(1)  # as observe_ctc does past the threshold
         else:
             encoder.num_updates.fill_(encoder.moe_start_step)
         step = int(encoder.num_updates)

@@ -501,10 +501,6 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
                 "language routing starts at the next update"
             )
 
-    def observe_ctc_emission(self, ratio: float) -> None:
-        """``observe_ctc(ctc_emission=ratio)``."""
-        self.observe_ctc(ctc_emission=ratio)
-
     def _upcycle(self) -> None:
         """Every expert takes expert 0's weights. Done at every training update of the
         dense warm-up, not only at its end: the unused experts would otherwise keep
