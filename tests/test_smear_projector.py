@@ -358,3 +358,29 @@ def test_model_passes_utterance_languages_to_the_gate():
 def test_bad_gate_conditioning_raises_clear_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make(**kwargs)
+
+
+@pytest.mark.parametrize("variant", ["smear", "monolithic", "dense_ensemble", "hard_topk"])
+def test_residual_projector_starts_as_identity_then_learns(variant):
+    """``residual: true``: y = x + projector(x) with a zero output layer at init."""
+    proj = make(variant, output_size=D_IN, residual=True)
+    x, lengths = batch()
+    y, olens = proj(x, lengths)
+    valid = (torch.arange(x.size(1)) < lengths.unsqueeze(1)).unsqueeze(2)
+    assert olens.tolist() == lengths.tolist()
+    torch.testing.assert_close(y, x * valid, rtol=0, atol=0)
+    # The zero output layer still gets gradient (h is not zero), so the projector
+    # leaves the identity after one step; for smear every expert's w2 moves.
+    (y * torch.randn_like(y)).sum().backward()
+    grad = proj.experts.w2.grad.flatten(1).abs().sum(1)
+    trained = {"monolithic": 1, "hard_topk": 1}.get(variant, M)
+    assert int((grad > 0).sum()) == trained
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(output_size=D_IN, downsample_rate=2), dict(output_size=D_OUT)],
+)
+def test_residual_needs_rate_one_and_equal_sizes(kwargs):
+    with pytest.raises(ValueError, match="residual: true adds the projector's input"):
+        make(residual=True, **kwargs)

@@ -88,6 +88,16 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
         condition_dropout: During training each utterance's condition is replaced
             by "unknown" with this probability, so that the "unknown" row is trained
             and decoding without a prior works.
+        residual: Output ``input + projector(input)`` with the experts' output
+            layer (``w2``, ``b2``) initialised to zero, so the projector starts as
+            the identity and the model at initialisation is the one without it.
+            Our addition, not in the paper (there the projector maps a frozen
+            encoder into an LLM of another width). Meant for a projector on the
+            fbank in front of an encoder trained from scratch: without it the
+            randomly initialised conv+ReLU downsampler keeps only the positive
+            half of the normalised features and CTC stayed on its blank plateau
+            (RESULTS.md). Needs ``downsample_rate: 1`` and
+            ``input_size == output_size``.
     """
 
     @typechecked
@@ -110,6 +120,7 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
         gate_conditioning: str = "none",
         language_families: Optional[Dict[str, str]] = None,
         condition_dropout: float = 0.1,
+        residual: bool = False,
     ):
         super().__init__()
         if variant not in VARIANTS:
@@ -144,6 +155,18 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
         self.experts = ExpertMLPBank(
             num_experts, input_size, hidden_size, output_size, activation, dropout
         )
+        self.residual = residual
+        if residual:
+            if downsample_rate != 1 or input_size != output_size:
+                raise ValueError(
+                    "residual: true adds the projector's input to its output, so it "
+                    f"needs downsample_rate: 1 (got {downsample_rate}) and output_size "
+                    f"== input_size (got {output_size} and {input_size}); set "
+                    "residual: false or change them"
+                )
+            # Zero output layer: the residual projector starts as the identity.
+            torch.nn.init.zeros_(self.experts.w2)
+            torch.nn.init.zeros_(self.experts.b2)
         self.last_gate: Optional[torch.Tensor] = None
         self._setup_conditioning(langs, gate_conditioning, language_families, condition_dropout)
 
@@ -275,6 +298,8 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
                 y = self.experts.forward_selected(x, routed, top_gate)
             self.last_gate = gate.detach()
             self._set_aux(self._gate_stats(gate, routed))
+        if self.residual:
+            y = y + input
         # The biases would otherwise leave nonzero values at padded frames.
         valid = torch.arange(y.size(1), device=y.device) < lengths.unsqueeze(1)
         return y * valid.unsqueeze(2).to(y.dtype), lengths
