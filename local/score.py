@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import fcntl
 import importlib.metadata
 import json
 import logging
@@ -522,9 +523,21 @@ def _marker(tag: str, which: str) -> str:
 def update_results_md(path, tag: str, section: str) -> None:
     """Replace the section of ``tag`` in ``path`` in place, or append it; atomic write.
 
-    Other sections and any hand-written text are kept byte for byte.
+    Other sections and any hand-written text are kept byte for byte. Several
+    recipe runs scoring at once (parallel trainings of one recipe) are serialised by
+    an exclusive lock on the file's directory, so none of them loses another's
+    section between its read and its write.
     """
     path = Path(path)
+    lock = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _update_results_md_locked(path, tag, section)
+    finally:
+        os.close(lock)  # releases the lock
+
+
+def _update_results_md_locked(path: Path, tag: str, section: str) -> None:
     text = path.read_text(encoding="utf-8") if path.is_file() else "# RESULTS\n"
     begin, end = _marker(tag, "begin"), _marker(tag, "end")
     lines = text.splitlines(keepends=True)

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -237,3 +238,53 @@ def test_compare_results_active_parameters_from_the_runs_config():
     assert total == 6.0 and 2.0 < total - active < 2.5  # 3 of 4 experts idle per frame
     total, active = compare.param_counts_from_section(text.format("train_dense_conformer.yaml"), ["hi"])
     assert total == active == 6.0
+
+
+def _section(tag: str) -> str:
+    return f"{score._marker(tag, 'begin')}\n## {tag}\n\nbody of {tag}\n{score._marker(tag, 'end')}\n"
+
+
+def _hold_lock_then_write(md, locked, release):
+    """Another recipe run, caught between its read and its write of RESULTS.md."""
+    import fcntl
+
+    fd = os.open(md.parent, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    locked.set()
+    release.wait(20)
+    score._update_results_md_locked(md, "holder", _section("holder"))
+    os.close(fd)
+
+
+def test_results_md_writers_running_at_once_keep_every_section(tmp_path):
+    """Parallel recipe runs score into one RESULTS.md: each waits for the directory lock,
+    so no run's read-modify-write drops a section another run wrote in between."""
+    import multiprocessing
+
+    md = tmp_path / "RESULTS.md"
+    md.write_text("# RESULTS\n", encoding="utf-8")
+    ctx = multiprocessing.get_context("fork")
+    locked, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock_then_write, args=(md, locked, release))
+    holder.start()
+    assert locked.wait(20)
+    waiting = ctx.Process(target=score.update_results_md, args=(md, "late", _section("late")))
+    waiting.start()
+    waiting.join(0.5)
+    assert waiting.is_alive(), "update_results_md did not wait for the lock"
+    release.set()
+    for p in (holder, waiting):
+        p.join(20)
+        assert p.exitcode == 0
+
+    writers = [ctx.Process(target=score.update_results_md, args=(md, f"run{i}", _section(f"run{i}")))
+               for i in range(8)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(60)
+        assert w.exitcode == 0
+    text = md.read_text(encoding="utf-8")
+    for tag in ["holder", "late"] + [f"run{i}" for i in range(8)]:
+        assert text.count(score._marker(tag, "begin")) == 1 and f"body of {tag}\n" in text
+    assert not list(tmp_path.glob(".RESULTS.md.*"))  # no temporary files left
