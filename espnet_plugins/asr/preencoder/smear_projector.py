@@ -93,10 +93,10 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
             the identity and the model at initialisation is the one without it.
             Our addition, not in the paper (there the projector maps a frozen
             encoder into an LLM of another width). Meant for a projector on the
-            fbank in front of an encoder trained from scratch: without it the
-            randomly initialised conv+ReLU downsampler keeps only the positive
-            half of the normalised features and CTC stayed on its blank plateau
-            (RESULTS.md). Needs ``downsample_rate: 1`` and
+            fbank in front of an encoder trained from scratch, where a plain
+            projector kept CTC on its blank plateau (RESULTS.md; one suspect: the
+            random conv+ReLU downsampler passes only the positive half of the
+            normalised features). Needs ``downsample_rate: 1`` and
             ``input_size == output_size``.
     """
 
