@@ -108,12 +108,12 @@ def param_counts(exp: Path) -> tuple[float, float]:
 # --- reading the figures back from RESULTS.md (exp dirs are not kept in git) ----------
 def results_md_sections(path: Path) -> dict[str, str]:
     """``{"<run> / <decode tag>": section text}`` of every stage-9 section in RESULTS.md."""
-    begin, end = _marker("", "begin"), _marker("", "end")
-    begin, end = begin[: begin.index(": ") + 2], end[: end.index(": ") + 2]  # score.py's marker prefixes
+    # score.py's markers up to the tag: "<!-- local/score.py section begin: "
+    begin, end = (_marker("", which).removesuffix(" -->") for which in ("begin", "end"))
     sections, name, lines = {}, None, []
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith(begin):
-            name, lines = line[len(begin):].removesuffix("-->").strip(), []
+            name, lines = line[len(begin):].removesuffix(" -->"), []
         elif line.startswith(end) and name is not None:
             sections[name] = "\n".join(lines)
             name = None
