@@ -6,21 +6,23 @@ setup(
     version="0.1.0",
     description="ESPnet plugins and recipes: BLR-MoE encoder and SMEAR-MoE projector for multilingual CTC ASR",
     packages=find_packages(include=["espnet_plugins", "espnet_plugins.*"]),
-    python_requires=">=3.10",
+    python_requires=">=3.12,<3.14",  # espnet 202611's range
+    # What this package imports itself; tools/requirements.txt pins the tested versions.
     install_requires=[
-        "torch==2.9.1",
-        "torchaudio==2.9.1",
-        "espnet==202511",
-        "sentencepiece==0.2.0",
-        "jiwer",
-        "editdistance",  # espnet depends on it too; we import it directly
-        "pyyaml",
-        "numpy>=2",
-        "einops",
-        "tensorboard",
-        "matplotlib",
-        "ci_sdr",
-        "fast_bss_eval",
+        "torch>=2.11,!=2.12.*,<2.15",
+        "torchaudio>=2.11,<2.12",
+        "espnet==202611",
+        "sentencepiece==0.2.1",
+        "numpy>=2,<3",
+        "pyyaml>=6,<7",
+        "jiwer>=4,<5",
+        "editdistance>=0.8,<0.9",
+        "typeguard>=4,<5",
+        "soundfile>=0.12,<0.15",
+        "tqdm>=4.66,<5",
+        "humanfriendly>=10,<11",
+        "matplotlib>=3.8,<4",  # routing analysis plots, ESPnet attention/loss plots
+        "tensorboard>=2.15,<3",  # ESPnet's trainer writes its summaries
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest>=8"], "export": ["onnx>=1.17,<2", "onnxruntime>=1.20,<2"]},
 )

@@ -24,12 +24,12 @@ import time
 from pathlib import Path
 
 import torch
-from espnet.nets.pytorch_backend.conformer.swish import Swish
-from espnet.nets.pytorch_backend.transformer.attention import (
+from espnet2.legacy.nets.pytorch_backend.conformer.swish import Swish
+from espnet2.legacy.nets.pytorch_backend.transformer.attention import (
     RelPositionMultiHeadedAttention,
 )
-from espnet.nets.pytorch_backend.transformer.embedding import RelPositionalEncoding
-from espnet.nets.pytorch_backend.transformer.positionwise_feed_forward import (
+from espnet2.legacy.nets.pytorch_backend.transformer.embedding import RelPositionalEncoding
+from espnet2.legacy.nets.pytorch_backend.transformer.positionwise_feed_forward import (
     PositionwiseFeedForward,
 )
 

@@ -6,7 +6,7 @@ Two third-party imports are noisy on machines without internet:
 * ``g2p_en`` (pulled in by ``espnet2.text``) calls ``nltk.download`` at import time,
   which prints connection errors: we make ``nltk.download`` a silent no-op while that
   module executes (English G2P is never used by this toolkit).
-* ``espnet.nets.pytorch_backend.transformer.attention`` prints "Failed to import Flash
+* ``espnet2.legacy.nets.pytorch_backend.transformer.attention`` prints "Failed to import Flash
   Attention" on every import when ``flash_attn`` is absent (always, on CPU).
 
 Both are handled by a meta-path hook that wraps just those modules' execution, so the
@@ -24,7 +24,7 @@ _OFFLINE_ENV = {
     "HF_DATASETS_OFFLINE": "1",
     "NLTK_DATA": os.path.join(os.path.dirname(__file__), "_nltk_data_unused"),
 }
-_QUIET_MODULES = {"g2p_en.g2p", "espnet.nets.pytorch_backend.transformer.attention"}
+_QUIET_MODULES = {"g2p_en.g2p", "espnet2.legacy.nets.pytorch_backend.transformer.attention"}
 
 
 class _QuietLoader(importlib.abc.Loader):

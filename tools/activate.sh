@@ -1,6 +1,12 @@
-# Source me: puts the toolkit's venv on PATH and keeps every library offline.
+# Source me: puts the toolkit's venv ($VENV, default tools/venv) on PATH and keeps every
+# library offline.
 _root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-. "$_root/tools/venv/bin/activate"
+_venv=${VENV:-$_root/tools/venv}
+if [ ! -f "$_venv/bin/activate" ]; then
+  echo "No virtualenv at $_venv: run $_root/tools/install.sh first (VENV=$_venv to install there)" >&2
+  unset _root _venv; return 1
+fi
+. "$_venv/bin/activate"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 export PYTHONPATH="$_root${PYTHONPATH:+:$PYTHONPATH}"
-unset _root
+unset _root _venv

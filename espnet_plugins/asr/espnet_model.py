@@ -63,6 +63,8 @@ class MoEASRModel(ESPnetASRModel):
         self.lid_loss = lid_loss
         self.load_balance_weight = load_balance_weight
         self.num_nonfinite_steps = 0  # this process's count (not saved: keeps old checkpoints loadable)
+        # Switched by the trainer's --specaug_start_iter schedule; not a state-dict entry.
+        self.specaug_enabled = True
 
     # ------------------------------------------------------------------ helpers
     @classmethod
@@ -210,8 +212,16 @@ class MoEASRModel(ESPnetASRModel):
     def encode(
         self, speech: torch.Tensor, speech_lengths: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        encoder_out, encoder_out_lens = super().encode(speech, speech_lengths)
-        if getattr(self.encoder, "ctc_signals_wanted", ()):
+        if self.specaug is not None and not self.specaug_enabled:
+            specaug = self.specaug
+            self.specaug = None  # ESPnet's encode applies self.specaug when it is set
+            try:
+                encoder_out, encoder_out_lens = super().encode(speech, speech_lengths)
+            finally:
+                self.specaug = specaug
+        else:
+            encoder_out, encoder_out_lens = super().encode(speech, speech_lengths)
+        if (self.training and self.ctc is not None) or getattr(self.encoder, "ctc_signals_wanted", ()):
             self._ctc_signal_input = (encoder_out.detach(), encoder_out_lens)
         return encoder_out, encoder_out_lens
 
@@ -273,11 +283,11 @@ class MoEASRModel(ESPnetASRModel):
         signal_input = self.__dict__.pop("_ctc_signal_input", None)
         if signal_input is not None and text is not None:
             # the encoder's warm-up waits for CTC to leave its plateau: measure it
-            signals = self.ctc_greedy_signals(
-                *signal_input, text, text_lengths, self.encoder.ctc_signals_wanted
-            )
+            # ctc_emission on every training batch: the plateau signal ESPnet's log shows
+            wanted = tuple(getattr(self.encoder, "ctc_signals_wanted", ())) or ("ctc_emission",)
+            signals = self.ctc_greedy_signals(*signal_input, text, text_lengths, wanted)
             stats.update(signals)
-            if self.training:
+            if self.training and hasattr(self.encoder, "observe_ctc"):
                 self.encoder.observe_ctc(**{k: float(v) for k, v in signals.items()})
         else:  # routing has started: the same keys every epoch, as nan
             for name in getattr(self.encoder, "_start_thresholds", {}):

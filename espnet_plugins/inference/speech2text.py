@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from espnet2.text.build_tokenizer import build_tokenizer
 from espnet2.text.token_id_converter import TokenIDConverter
-from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
+from espnet2.legacy.nets.pytorch_backend.transformer.subsampling import TooShortUttError
 
 from espnet_plugins.inference.ctc_decoding import ctc_greedy, ctc_prefix_beam_search
 from espnet_plugins.tasks.asr import MoEASRTask

@@ -28,6 +28,7 @@ from espnet2.utils.types import str2bool, str_or_none
 from typeguard import typechecked
 
 from espnet_plugins.asr.espnet_model import MoEASRModel
+from espnet_plugins.train.trainer import MoETrainer
 
 LANG_KEY = "lang"
 
@@ -104,7 +105,10 @@ class LanguageLabelPreprocessor:
 
 
 class MoEASRTask(ASRTask):
-    """ASR task with MoE modules, language labels and router-only training."""
+    """ASR task with MoE modules, language labels, router-only training and the
+    trainer's SpecAugment schedule (:class:`MoETrainer`)."""
+
+    trainer = MoETrainer
 
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):

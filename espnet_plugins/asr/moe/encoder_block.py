@@ -2,7 +2,7 @@
 from typing import Optional
 
 import torch
-from espnet.nets.pytorch_backend.transformer.layer_norm import LayerNorm
+from espnet2.legacy.nets.pytorch_backend.transformer.layer_norm import LayerNorm
 
 from espnet_plugins.asr.moe.dispatch import DispatchPlan
 from espnet_plugins.asr.moe.masked_convolution import MaskedConvolutionModule

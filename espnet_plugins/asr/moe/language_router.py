@@ -3,7 +3,7 @@ import math
 from typing import Optional, Sequence
 
 import torch
-from espnet.nets.pytorch_backend.transformer.layer_norm import LayerNorm
+from espnet2.legacy.nets.pytorch_backend.transformer.layer_norm import LayerNorm
 
 # Logit offset of pruned languages under a hard prior: dwarfs any real logit gap.
 HARD_PRIOR_PENALTY = -1e4

@@ -1,7 +1,7 @@
 """Conformer convolution module that does not see padded frames."""
 import torch
-from espnet.nets.pytorch_backend.conformer.convolution import ConvolutionModule
-from espnet.nets.pytorch_backend.transformer.layer_norm import LayerNorm
+from espnet2.legacy.nets.pytorch_backend.conformer.convolution import ConvolutionModule
+from espnet2.legacy.nets.pytorch_backend.transformer.layer_norm import LayerNorm
 
 
 class MaskedConvolutionModule(ConvolutionModule):

@@ -3,7 +3,7 @@ import math
 from typing import Sequence
 
 import torch
-from espnet.nets.pytorch_backend.transformer.attention import (
+from espnet2.legacy.nets.pytorch_backend.transformer.attention import (
     RelPositionMultiHeadedAttention,
 )
 
