@@ -274,128 +274,43 @@ def test_router_activation_option():
         tiny(router_activation="tanh")
 
 
-def test_dense_warm_up_then_upcycling():
-    enc = tiny(moe_start_step=2, expert_init="independent").train()
+def test_routing_and_router_train_from_the_first_update():
+    """The one schedule: routing by language and the LID-trained router from update 1."""
+    enc = tiny(expert_init="independent").train()
+    x, ilens = batch([30, 22, 26])
+    out, _, _ = enc(x, ilens)
+    aux = enc.pop_aux()
+    fractions = [float(aux[f"route_frac_{lang}"]) for lang in LANGS]
+    assert sum(fractions) == pytest.approx(1.0) and max(fractions) < 1.0  # routed, not on expert 0
+    lid = torch.nn.functional.cross_entropy(aux["lid_logits"].reshape(-1, len(LANGS)),
+                                            torch.zeros(aux["lid_logits"].shape[:2], dtype=torch.long).reshape(-1))
+    (out.sum() + lid).backward()
+    assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in enc.router_parameters())
+
+
+def test_forward_changes_no_parameter_and_keeps_no_step_counter():
+    """Before the warm-up state machine was removed, a training forward copied expert 0
+    into every expert and advanced a step counter saved in the checkpoint."""
+    enc = tiny(expert_init="independent").train()
+    before = {k: v.clone() for k, v in enc.named_parameters()}
     x, ilens = batch([30, 22])
-    w = enc.encoders[-1].feed_forward.w_1.weight
-    assert not torch.equal(w[0], w[1])
-    for step in range(2):  # warm-up: every frame on expert 0, router idle
+    for _ in range(3):
         enc(x, ilens)
-        aux = enc.pop_aux()
-        assert float(aux["route_frac_hi"]) == 1.0 and "lid_logits" not in aux
-        # every expert is kept equal to expert 0, so a warm-up checkpoint is a dense
-        # model in every expert (ESPnet's n-best average may mix it with routed ones)
-        assert all(torch.equal(w[0], w[e]) for e in range(1, len(LANGS)))
-        with torch.no_grad():
-            w[1:] += 1.0  # what Adam's weight decay does to unused experts, exaggerated
-    enc.eval()
-    enc(x, ilens)  # validation during warm-up sees the same dense model
-    assert float(enc.pop_aux()["route_frac_hi"]) == 1.0
-    enc.train()
-    enc(x, ilens)  # step 3: upcycle, then route by language
-    aux = enc.pop_aux()
-    assert all(torch.equal(w[0], w[e]) for e in range(1, len(LANGS)))
-    assert float(aux["route_frac_hi"]) < 1.0 and int(enc.num_updates) == 3
-    assert "lid_logits" in aux  # the router runs once routing starts
-    assert "num_updates" in enc.state_dict()  # a resumed training keeps counting
-    assert "num_updates" not in tiny().state_dict()  # default: checkpoints unchanged
-    with pytest.raises(ValueError, match="moe_start_step must be >= 0"):
-        tiny(moe_start_step=-1)
+        enc.pop_aux()
+    assert all(torch.equal(v, before[k]) for k, v in enc.named_parameters())
+    names = set(enc.state_dict())
+    assert not names & {"num_updates", "moe_state", "ctc_emission", "ctc_cer"}
+    for removed in ("moe_start_step", "moe_start_ctc_emission", "moe_start_ctc_cer", "moe_start_ema",
+                    "router_warmup"):  # the constructor describes the architecture only
+        with pytest.raises(TypeError):
+            tiny(**{removed: 1})
 
 
-@pytest.mark.parametrize("router_warmup", ["idle", "train"])
-def test_router_warmup_idle_gets_no_gradient(router_warmup):
-    """Idle: the router has no gradient (so no optimizer state) until routing starts."""
-    enc = tiny(moe_start_step=1, router_warmup=router_warmup).train()
-    x, ilens = batch([30, 22])
-    router = list(enc.router.parameters())
-    out, olens, _ = enc(x, ilens)
-    aux = enc.pop_aux()
-    loss = out.pow(2).mean() + (aux["lid_logits"].logsumexp(-1).mean() if "lid_logits" in aux else 0)
-    loss.backward()
-    if router_warmup == "idle":
-        assert "lid_logits" not in aux and all(p.grad is None for p in router)
-    else:
-        assert "lid_logits" in aux and all(p.grad is not None for p in router)
-    enc.zero_grad()
-    out, _, _ = enc(x, ilens)  # step 2: routing, the router runs and learns
-    aux = enc.pop_aux()
-    (out.pow(2).mean() + aux["lid_logits"].logsumexp(-1).mean()).backward()
-    assert all(p.grad is not None for p in router)
-    assert any(float(p.grad.abs().sum()) > 0 for p in router)
-    with pytest.raises(ValueError, match="router_warmup must be 'idle' or 'train'"):
-        tiny(router_warmup="sometimes")
-
-
-def test_routing_starts_when_ctc_leaves_its_plateau():
-    """moe_start_ctc_emission: dense until the running emission ratio reaches the
-    threshold (counted from moe_start_step on), upcycle at the next training update."""
-    enc = tiny(moe_start_step=2, moe_start_ctc_emission=0.5, moe_start_ema=0.5,
-               expert_init="independent").train()
-    x, ilens = batch([30, 22])
-    w = enc.encoders[-1].feed_forward.w_1.weight
-    assert {"num_updates", "moe_state", "ctc_emission"} <= set(enc.state_dict())
-    enc(x, ilens)
-    assert float(enc.pop_aux()["route_frac_hi"]) == 1.0
-    enc.observe_ctc(ctc_emission=5.0)  # update 1 < moe_start_step: random outputs, ignored
-    assert float(enc.ctc_emission) == 0.0 and enc.ctc_signals_wanted == ("ctc_emission",)
-    enc(x, ilens)
-    enc.pop_aux()
-    enc.observe_ctc(ctc_emission=0.6)  # running mean 0.3: still on the plateau
-    assert float(enc.ctc_emission) == pytest.approx(0.3) and int(enc.moe_state) == 0
-    enc(x, ilens)
-    assert float(enc.pop_aux()["route_frac_hi"]) == 1.0
-    enc.observe_ctc(ctc_emission=0.8)  # 0.55 >= 0.5: routing starts at the next update
-    assert int(enc.moe_state) == 1 and not enc.ctc_signals_wanted
-    assert all(torch.equal(w[0], w[e]) for e in range(1, len(LANGS)))  # kept equal in warm-up
-    with torch.no_grad():
-        w[1:] += 1.0
-    enc.eval()
-    enc(x, ilens)  # validation before that update still sees the dense model
-    assert float(enc.pop_aux()["route_frac_hi"]) == 1.0 and int(enc.moe_state) == 1
-    enc.train()
-    enc(x, ilens)
-    aux = enc.pop_aux()
-    assert all(torch.equal(w[0], w[e]) for e in range(1, len(LANGS)))
-    assert "lid_logits" in aux and float(aux["route_frac_hi"]) < 1.0
-    assert int(enc.moe_state) == 2 and int(enc.num_updates) == 4
-    enc.observe_ctc(ctc_emission=0.0)  # after the start, observations change nothing
-    assert int(enc.moe_state) == 2
-    with pytest.raises(ValueError, match="moe_start_ctc_emission must be > 0"):
-        tiny(moe_start_ctc_emission=0.0)
-    with pytest.raises(ValueError, match=r"moe_start_ema must be in \[0, 1\)"):
-        tiny(moe_start_ctc_emission=0.5, moe_start_ema=1.0)
-
-
-def test_ctc_start_state_survives_a_checkpoint():
-    enc = tiny(moe_start_step=0, moe_start_ctc_emission=0.5, moe_start_ema=0.0).train()
-    x, ilens = batch([30, 22])
-    enc(x, ilens)
-    enc.pop_aux()
-    enc.observe_ctc(ctc_emission=0.7)
-    resumed = tiny(moe_start_step=0, moe_start_ctc_emission=0.5, moe_start_ema=0.0)
-    resumed.load_state_dict(enc.state_dict())
-    assert int(resumed.moe_state) == 1 and int(resumed.num_updates) == 1
-    assert float(resumed.ctc_emission) == pytest.approx(0.7)
-
-
-def test_routing_starts_when_ctc_error_rate_falls_and_both_thresholds_must_hold():
-    enc = tiny(moe_start_step=0, moe_start_ctc_cer=0.6, moe_start_ctc_emission=0.5,
-               moe_start_ema=0.0).train()
-    x, ilens = batch([30, 22])
-    assert float(enc.ctc_cer) == 1.0 and enc.ctc_signals_wanted == ("ctc_emission", "ctc_cer")
-    enc(x, ilens)
-    enc.pop_aux()
-    enc.observe_ctc(ctc_emission=0.9, ctc_cer=0.7)  # emission fine, error rate too high
-    assert int(enc.moe_state) == 0
-    enc.observe_ctc(ctc_emission=0.4, ctc_cer=0.5)  # now the emission is too low
-    assert int(enc.moe_state) == 0
-    enc.observe_ctc(ctc_emission=0.8, ctc_cer=0.55)
-    assert int(enc.moe_state) == 1
-    only_cer = tiny(moe_start_ctc_cer=0.6, moe_start_ema=0.0).train()
-    assert "ctc_emission" not in only_cer.state_dict() and only_cer.ctc_signals_wanted == ("ctc_cer",)
-    only_cer(x, ilens)
-    only_cer.observe_ctc(ctc_cer=0.6)
-    assert int(only_cer.moe_state) == 1
-    with pytest.raises(ValueError, match=r"moe_start_ctc_cer must be in \(0, 1\)"):
-        tiny(moe_start_ctc_cer=1.5)
+def test_checkpoint_with_the_old_warm_up_buffers_still_loads():
+    enc = tiny()
+    state = enc.state_dict()
+    old = dict(state, num_updates=torch.tensor(800), moe_state=torch.tensor(2),
+               ctc_emission=torch.tensor(0.7), ctc_cer=torch.tensor(0.4))
+    fresh = tiny(expert_init="independent")
+    fresh.load_state_dict(old)  # strict: the legacy keys are dropped, nothing else differs
+    assert all(torch.equal(v, state[k]) for k, v in fresh.state_dict().items())

@@ -56,6 +56,16 @@ if [ ! -f "$stamp" ]; then
     if [ -n "${PYTHON:-}" ] && ! py_ok "$PYTHON"; then
       log "PYTHON=$PYTHON is not Python 3.12 or 3.13 (espnet 202611 needs one of them)"; exit 1
     fi
+    if ! find_python >/dev/null && [ -z "${SKIP_APT:-}" ] && command -v apt-cache >/dev/null; then
+      # Debian 13 / Ubuntu 24.04 ship a suitable python3: take it (with its venv module)
+      sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_=sudo
+      $sudo_ apt-get update -qq
+      cand=$(apt-cache policy python3 | awk '/Candidate:/ {print $2}')
+      case $cand in 3.12.*|3.13.*)
+        log "apt-get install python3 python3-venv ($cand)"
+        DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null ;;
+      esac
+    fi
     py=$(find_python) || {
       log "no Python 3.12 or 3.13 found (espnet 202611 supports only these)."
       log "Install one and rerun: Debian 13: 'apt-get install python3 python3-venv';"

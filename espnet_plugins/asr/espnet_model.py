@@ -221,7 +221,7 @@ class MoEASRModel(ESPnetASRModel):
                 self.specaug = specaug
         else:
             encoder_out, encoder_out_lens = super().encode(speech, speech_lengths)
-        if (self.training and self.ctc is not None) or getattr(self.encoder, "ctc_signals_wanted", ()):
+        if self.training and self.ctc is not None:  # for the ctc_emission statistic
             self._ctc_signal_input = (encoder_out.detach(), encoder_out_lens)
         return encoder_out, encoder_out_lens
 
@@ -235,9 +235,8 @@ class MoEASRModel(ESPnetASRModel):
         names: Sequence[str] = ("ctc_emission", "ctc_cer"),
     ) -> Dict[str, torch.Tensor]:
         """Greedy CTC on this batch: ``ctc_emission`` = tokens emitted per reference
-        token (0 on the blank plateau), ``ctc_cer`` = token error rate (edit distance
-        over the reference length); summed over every rank under DDP, so all ranks
-        start routing at the same update."""
+        token (0 on the blank plateau, ~1 once CTC transcribes), ``ctc_cer`` = token
+        error rate (edit distance over the reference length), on this rank's batch."""
         best = self.ctc.argmax(encoder_out)  # [B, T]
         frames = torch.arange(best.size(1), device=best.device)
         new = best != self.blank_id
@@ -250,9 +249,7 @@ class MoEASRModel(ESPnetASRModel):
                 hyp = [t for t, k in zip(hyp_row, keep) if k]
                 errors += editdistance.eval(hyp, ref_row[:n])
             counts.append(torch.tensor(float(errors), device=best.device))
-        counts = torch.stack(counts)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(counts)
+        counts = torch.stack(counts)  # this rank's batch only: a statistic, not a decision
         ref = counts[1].clamp(min=1)
         out = {"ctc_emission": counts[0] / ref}
         if "ctc_cer" in names:
@@ -282,31 +279,12 @@ class MoEASRModel(ESPnetASRModel):
         aux = self.pop_aux()
         signal_input = self.__dict__.pop("_ctc_signal_input", None)
         if signal_input is not None and text is not None:
-            # the encoder's warm-up waits for CTC to leave its plateau: measure it
-            # ctc_emission on every training batch: the plateau signal ESPnet's log shows
-            wanted = tuple(getattr(self.encoder, "ctc_signals_wanted", ())) or ("ctc_emission",)
-            signals = self.ctc_greedy_signals(*signal_input, text, text_lengths, wanted)
-            stats.update(signals)
-            if self.training and hasattr(self.encoder, "observe_ctc"):
-                self.encoder.observe_ctc(**{k: float(v) for k, v in signals.items()})
-        else:  # routing has started: the same keys every epoch, as nan
-            for name in getattr(self.encoder, "_start_thresholds", {}):
-                stats[name] = None
+            # The plateau signal in the training log (0 while CTC emits only blank).
+            stats.update(self.ctc_greedy_signals(*signal_input, text, text_lengths, ("ctc_emission",)))
         if "lid_logits" in aux and lang is not None:
             loss_lid, lid_acc = self.lid_loss_and_acc(aux, lang, lang_lengths)
             loss = loss + self.lid_weight * loss_lid if text is not None else loss_lid
             stats["loss_lid"], stats["lid_acc"] = loss_lid.detach(), lid_acc.detach()
-        elif "lid_lengths" in aux and lang is not None and text is None:
-            raise ValueError(
-                "router-only training needs the router's LID logits, but this model's "
-                "encoder is still in its dense warm-up (encoder_conf.moe_start_step / moe_start_ctc_*) with "
-                "router_warmup: idle, so its router has never run; train the ASR model "
-                "past its warm-up first"
-            )
-        elif "lid_lengths" in aux and lang is not None:
-            # a router idle during its encoder's dense warm-up: logged as nan, so
-            # every epoch reports the same keys
-            stats["loss_lid"] = stats["lid_acc"] = None
         if "load_balance" in aux and text is not None:
             loss = loss + self.load_balance_weight * aux["load_balance"]
             stats["loss_load_balance"] = aux["load_balance"].detach()

@@ -6,7 +6,6 @@ and picks a language expert per frame (or per utterance); the following
 ``num_moe_blocks`` blocks have expert self-attention projections (V and O by default)
 and expert FFNs, all routed with that same decision.
 """
-import logging
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -32,7 +31,6 @@ from typeguard import typechecked
 
 from espnet_plugins.asr.moe.dispatch import DispatchPlan, route_fractions
 from espnet_plugins.asr.moe.encoder_block import EncoderBlock
-from espnet_plugins.asr.moe.expert_linear import ExpertLinear
 from espnet_plugins.asr.moe.language_router import LanguageRouter
 from espnet_plugins.asr.moe.masked_convolution import MaskedConvolutionModule
 from espnet_plugins.asr.moe.moe_attention import MoERelPositionMultiHeadedAttention
@@ -70,6 +68,12 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
     Presets: LR-MoE = ``router_type: linear, moe_attention_projections: []``;
     BLR-MoE = ``router_type: tdnn, moe_attention_projections: [v, o]``.
 
+    Training schedule: none in here. Language routing and the router's LID loss act
+    from the first update; with ``expert_init: replicate`` the experts start equal, so
+    the untrained MoE is the dense model (the "routing from step 0 with replicated
+    experts" schedule). The forward is a function of its input and parameters: it
+    changes no weight and keeps no step counter.
+
     Args:
         input_size: feature size.
         output_size: model size.
@@ -98,62 +102,8 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
             utterance from the mean router log-probability over valid frames).
         expert_init: ``replicate`` (default): all experts of a layer start from the
             same random draw, so the untrained MoE equals a dense encoder whatever
-            the routing and CTC leaves its plateau as fast as the dense model;
-            ``independent``: one draw per expert. Neither paper says how experts
-            are initialised; with ``independent`` our BLR-MoE run on the built-in
-            corpus never left the CTC plateau (RESULTS.md, ``blr_moe`` notes).
-        moe_start_step: dense warm-up, in training updates (forward calls in train
-            mode). Before it every frame uses expert 0 (the MoE blocks are a dense
-            model while CTC leaves its blank plateau), and the router idles or trains
-            as ``router_warmup`` says; at that step expert 0 is copied into every expert
-            ("upcycling") and language routing starts. 0 (default) routes from the
-            first step. Why: with routing from step 0 our TDNN-router BLR-MoE runs
-            never left the CTC plateau; the router, still blind, sent each batch
-            to one expert chosen by its bias (a different one from batch to batch),
-            so the experts drifted apart on disjoint batches (RESULTS.md notes).
-            The step count is saved in checkpoints, so a resumed training continues.
-            Put it after CTC has left its plateau (watch ``cer_ctc`` in valid): when
-            it leaves varies with the seed; our 6 x 144 blocks had valid CER 50, 70,
-            92 and 98 % after 800 updates in four runs on the built-in corpus.
-        moe_start_ctc_emission: start routing when CTC has left its plateau instead
-            of at a fixed step (``None``, default: the step alone decides). The model
-            reports, every training update of the warm-up, how many tokens greedy
-            CTC emits per reference token (0 on the blank plateau, ~1 once CTC
-            works); routing starts (experts upcycled at the next update) once the
-            running mean of that ratio, taken from update ``moe_start_step`` on,
-            reaches this value (so set ``moe_start_step`` past the first updates,
-            whose random outputs emit a token on most frames). If CTC never leaves
-            the plateau, routing never starts and the encoder stays the dense model
-            (watch ``ctc_emission`` / ``ctc_cer`` in the training stats).
-        moe_start_ctc_cer: start routing once the running mean of greedy CTC's
-            token error rate on the training batches (from update ``moe_start_step``
-            on; dropout and SpecAugment on, so above the valid ``cer_ctc``) is at or
-            below this value. With both thresholds set, both must be met. Which rule,
-            measured on the built-in corpus (6 epochs, seeds 1-3, RESULTS.md
-            ``blr_moe`` notes): a fixed step (800) started routing at valid CER 50,
-            92 and 85 %; emission >= 0.5 started early (updates 445, 854, 609, valid
-            CER ~85 %) and CTC slowed down after the start; CER <= 0.6 started at
-            updates 895, 1880, 1406 (valid CER ~50-60 %) and gave the lowest valid
-            CER of the three in two seeds out of three and on average. Neither
-            paper says when routing starts; the thresholds are our choice.
-        moe_start_ema: decay of the running means, per update (0.98: about the last
-            50 updates).
-        router_warmup: what the router does during the dense warm-up. ``idle``
-            (default): it is not run, so it gets no gradient, no optimizer state
-            and no LID loss (``loss_lid`` shows as nan) until routing starts; then
-            it learns from features that already carry language. ``train``: it
-            trains on the LID loss throughout. Why idle (measured on the built-in
-            corpus, RESULTS.md ``blr_moe`` notes): with ``train``, the TDNN router
-            learned a time-constant output (logit std over time 7e-4) during the
-            plateau and stayed at chance for all 6 epochs; the same weights given a
-            fresh Adam state (ESPnet's trainer, ``--init_param``) reached 55 % dev LID
-            in 150 updates, with or without weight decay. With ``idle`` the router
-            starts, fresh, at ``moe_start_step`` and reached 70 % dev LID one epoch
-            later. An isolated replay (a router trained on plateau features, then on
-            informative ones, same Adam) did not get stuck, so the trap needs the
-            joint training; its exact mechanism is not pinned down.
-            With DDP, pass ESPnet's ``--unused_parameters true`` (the idle router
-            has no gradient during the warm-up).
+            the routing; ``independent``: one draw per expert. Neither paper says
+            how experts are initialised (our choice, a config option).
         router_detach: feed the router a stop-gradient copy of its input, so that the
             LID loss trains only the router and never the ASR weights.
         input_layer: ``conv2d`` (4x), ``conv2d2``, ``conv2d6``, ``conv2d8`` or
@@ -192,11 +142,6 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         routing: str = "frame",
         router_detach: bool = False,
         expert_init: str = "replicate",
-        moe_start_step: int = 0,
-        moe_start_ctc_emission: Optional[float] = None,
-        moe_start_ctc_cer: Optional[float] = None,
-        moe_start_ema: float = 0.98,
-        router_warmup: str = "idle",
         input_layer: str = "conv2d",
         dropout_rate: float = 0.1,
         positional_dropout_rate: float = 0.1,
@@ -227,45 +172,6 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
                 f"expert_init must be 'replicate' or 'independent', got {expert_init!r}"
             )
         replicate = expert_init == "replicate"
-        if moe_start_step < 0:
-            raise ValueError(f"moe_start_step must be >= 0, got {moe_start_step}")
-        self.moe_start_step = moe_start_step
-        if router_warmup not in ("idle", "train"):
-            raise ValueError(
-                f"router_warmup must be 'idle' or 'train', got {router_warmup!r}"
-            )
-        self.router_warmup = router_warmup
-        if moe_start_ctc_emission is not None and not moe_start_ctc_emission > 0:
-            raise ValueError(
-                "moe_start_ctc_emission must be > 0 (a fraction of reference tokens, "
-                f"e.g. 0.5) or null, got {moe_start_ctc_emission}"
-            )
-        if not 0 <= moe_start_ema < 1:
-            raise ValueError(f"moe_start_ema must be in [0, 1), got {moe_start_ema}")
-        if moe_start_ctc_cer is not None and not 0 < moe_start_ctc_cer < 1:
-            raise ValueError(
-                "moe_start_ctc_cer must be in (0, 1) (a token error rate, e.g. 0.6) or "
-                f"null, got {moe_start_ctc_cer}"
-            )
-        self.moe_start_ctc_emission = moe_start_ctc_emission
-        self.moe_start_ctc_cer = moe_start_ctc_cer
-        self.moe_start_ema = moe_start_ema
-        # statistic -> threshold; the running mean of each is a buffer of that name
-        self._start_thresholds: Dict[str, float] = {}
-        if moe_start_ctc_emission is not None:
-            self._start_thresholds["ctc_emission"] = moe_start_ctc_emission
-        if moe_start_ctc_cer is not None:
-            self._start_thresholds["ctc_cer"] = moe_start_ctc_cer
-        # Buffers only when there is a warm-up: checkpoints of other configs unchanged.
-        if moe_start_step > 0 or self._start_thresholds:
-            self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
-        if self._start_thresholds:
-            # 0: warm-up, 1: start at the next training update, 2: routing
-            self.register_buffer("moe_state", torch.zeros((), dtype=torch.long))
-        if moe_start_ctc_emission is not None:
-            self.register_buffer("ctc_emission", torch.zeros(()))
-        if moe_start_ctc_cer is not None:
-            self.register_buffer("ctc_cer", torch.ones(()))
         if num_shared_blocks < 0 or num_moe_blocks < 0:
             raise ValueError("num_shared_blocks and num_moe_blocks must be >= 0")
         self._output_size = output_size
@@ -419,21 +325,12 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         for block in self.encoders[: self.num_shared_blocks]:
             x = block(x, pos_emb, valid)
 
-        # Dense warm-up: every frame on expert 0; the router may sit it out.
-        warm_up = self._warm_up_step()
         aux: Dict[str, torch.Tensor] = {"lid_lengths": olens}
-        lid_logits = None
-        if not (warm_up and self.router_warmup == "idle"):
-            lid_logits = self.router(x.detach() if self.router_detach else x, valid)
-            aux["lid_logits"] = lid_logits
+        lid_logits = self.router(x.detach() if self.router_detach else x, valid)
+        aux["lid_logits"] = lid_logits
         moe_blocks = self.encoders[self.num_shared_blocks :]
         if len(moe_blocks):
-            if warm_up or lid_logits is None:
-                expert_index = torch.zeros(
-                    valid.shape, dtype=torch.long, device=valid.device
-                )
-            else:
-                expert_index = self.router.select_experts(lid_logits.detach(), valid)
+            expert_index = self.router.select_experts(lid_logits.detach(), valid)
             plan = DispatchPlan.build(expert_index, self.num_experts, valid=valid)
             aux["expert_index"] = expert_index  # per frame, for routing analysis
             for block in moe_blocks:
@@ -444,76 +341,14 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         self._set_aux(aux)
         return self.after_norm(x), olens, None
 
-    def _warm_up_step(self) -> bool:
-        """Advance the warm-up bookkeeping of one forward; True while still dense."""
-        if self._start_thresholds:
-            state = int(self.moe_state)
-            if self.training:
-                if state < 2:  # here, not in observe_ctc: weights are not in an
-                    self._upcycle()  # autograd graph between updates
-                if state == 1:
-                    state = 2
-                    self.moe_state.fill_(state)
-                self.num_updates.add_(1)
-            return state < 2
-        if self.moe_start_step == 0:
-            return False
-        step = int(self.num_updates)  # one host read per forward
-        if self.training:
-            if step <= self.moe_start_step:
-                self._upcycle()
-            step += 1
-            self.num_updates.fill_(step)
-        return step <= self.moe_start_step
+    # Buffers of the removed warm-up state machine (start rules, step counter): dropped
+    # on load, so exp dirs trained before its removal still decode.
+    _LEGACY_BUFFERS = ("num_updates", "moe_state", "ctc_emission", "ctc_cer")
 
-    @property
-    def ctc_signals_wanted(self) -> Tuple[str, ...]:
-        """Greedy-CTC statistics the warm-up still waits for (``ctc_emission``,
-        ``ctc_cer``); empty once routing has started or with a step-only warm-up."""
-        if not self._start_thresholds or int(self.moe_state) != 0:
-            return ()
-        return tuple(self._start_thresholds)
-
-    def observe_ctc(self, **values: float) -> None:
-        """Take one training update's greedy-CTC statistics (``ctc_emission``: tokens
-        emitted per reference token; ``ctc_cer``: token error rate on the batch).
-
-        Called by the model after each training forward of the warm-up. From update
-        ``moe_start_step`` on, their running means are kept; once every configured one
-        is past its threshold, routing starts at the next training update.
-        """
-        if not self.ctc_signals_wanted or int(self.num_updates) < self.moe_start_step:
-            return  # the first updates' random outputs emit a token on most frames
-        reached = []
-        for name, threshold in self._start_thresholds.items():
-            buf = getattr(self, name)
-            mean = float(buf)
-            if name in values:  # decide on the Python float, not its float32 copy
-                mean = self.moe_start_ema * mean + (1 - self.moe_start_ema) * values[name]
-                buf.fill_(mean)
-            reached.append(mean >= threshold if name == "ctc_emission" else mean <= threshold)
-        if all(reached):
-            self.moe_state.fill_(1)
-            logging.info(
-                "BLR-MoE: greedy CTC running means "
-                + ", ".join(f"{n}={float(getattr(self, n)):.3f}" for n in self._start_thresholds)
-                + f" after {int(self.num_updates)} updates: experts are upcycled and "
-                "language routing starts at the next update"
-            )
-
-    def _upcycle(self) -> None:
-        """Every expert takes expert 0's weights. Done at every training update of the
-        dense warm-up, not only at its end: the unused experts would otherwise keep
-        their initial weights (or drift under weight decay), and ESPnet's average of
-        the n best epochs mixes checkpoints from both sides of the routing start —
-        measured: a run that started routing in epoch 5 decoded at test CER 62.8 %
-        from that average vs 44 % valid CER at its last epoch (RESULTS.md notes).
-        With the copies, a warm-up checkpoint is a plain dense model in every
-        expert, and the average stays meaningful. At the end of the warm-up every
-        expert starts from the trained expert 0 ("upcycling")."""
-        for module in self.modules():
-            if isinstance(module, ExpertLinear):
-                module.replicate_expert(0)
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in self._LEGACY_BUFFERS:
+            state_dict.pop(prefix + name, None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _expert_name(self, e: int) -> str:
         return self.langs[e] if self.langs is not None else str(e)
