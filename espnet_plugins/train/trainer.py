@@ -1,4 +1,4 @@
-"""``MoETrainer``: ESPnet's trainer plus a SpecAugment schedule.
+"""``MoETrainer``: ESPnet's trainer plus a SpecAugment schedule and a plateau warning.
 
 ESPnet applies SpecAugment from the first update. A pure-CTC model trained on small
 batches first sits on the blank plateau (it emits nothing); masking its input there
@@ -7,12 +7,17 @@ iterations without SpecAugment and with it afterwards: augmentation once CTC emi
 tokens. The schedule lives in the trainer (not in a module's config) and counts
 training iterations (batches) the way ESPnet's reporter does, so it resumes with the
 checkpoint and the same N means the same point in the logs and in TensorBoard.
+
+Plateau warning: after each validation past ``--plateau_warn_iter`` training
+iterations, a valid ``cer_ctc`` still >= 95 % logs one warning line naming the usual
+causes, so an all-blank model never finishes silently (run.sh repeats it after stage 6).
 """
 import argparse
 import dataclasses
 import logging
 from typing import Iterable, Iterator
 
+from espnet2.train.reporter import aggregate
 from espnet2.train.trainer import Trainer, TrainerOptions
 from espnet2.utils.build_dataclass import build_dataclass
 from typeguard import typechecked
@@ -21,6 +26,18 @@ from typeguard import typechecked
 @dataclasses.dataclass
 class MoETrainerOptions(TrainerOptions):
     specaug_start_iter: int = 0
+    plateau_warn_iter: int = 400
+
+
+PLATEAU_CER = 0.95
+PLATEAU_MESSAGE = (
+    "CTC is still on its blank plateau: valid cer_ctc={cer:.3f} after {iters} training "
+    "iterations (the model emits ~nothing). Usual causes: learning rate too high for the "
+    "batch size (optim_conf.lr vs batch_bins; try a lower lr or a longer warmup), too few "
+    "updates (max_epoch, batch_bins), SpecAugment during the plateau (specaug_start_iter), "
+    "or a data problem (text / wav.scp mismatch: local/validate_data_dir.py). Look at "
+    "ctc_emission in this log and README 'CTC stays on its blank plateau'."
+)
 
 
 class MoETrainer(Trainer):
@@ -42,10 +59,38 @@ class MoETrainer(Trainer):
             "iteration (batch, counted over epochs as in the training log) on; 0 = from the "
             "start, as stock ESPnet. Lets CTC leave its blank plateau unaugmented.",
         )
+        group.add_argument(
+            "--plateau_warn_iter",
+            type=int,
+            default=400,
+            help="Warn after each validation once this many training iterations have run "
+            "and valid cer_ctc is still >= 0.95 (CTC's blank plateau); 0 disables it.",
+        )
+
+    _train_iters = 0  # iterations finished by the last train_one_epoch (this process)
+
+    @classmethod
+    def validate_one_epoch(cls, model, iterator, reporter, options, distributed_option) -> None:
+        super().validate_one_epoch(model=model, iterator=iterator, reporter=reporter,
+                                   options=options, distributed_option=distributed_option)
+        limit = getattr(options, "plateau_warn_iter", 0)
+        if limit > 0 and cls._train_iters >= limit and reporter.stats.get("cer_ctc"):
+            cer = float(aggregate(reporter.stats["cer_ctc"]))
+            if cer >= PLATEAU_CER:
+                logging.warning(PLATEAU_MESSAGE.format(cer=cer, iters=cls._train_iters))
 
     @classmethod
     def train_one_epoch(cls, model, iterator, optimizers, schedulers, scaler, reporter, summary_writer,
                         options, distributed_option) -> bool:
+        try:
+            return cls._train_one_epoch(model, iterator, optimizers, schedulers, scaler, reporter,
+                                        summary_writer, options, distributed_option)
+        finally:
+            cls._train_iters = reporter.get_total_count()
+
+    @classmethod
+    def _train_one_epoch(cls, model, iterator, optimizers, schedulers, scaler, reporter, summary_writer,
+                         options, distributed_option) -> bool:
         start = getattr(options, "specaug_start_iter", 0)
         inner = model.module if hasattr(model, "module") else model  # DDP / DataParallel
         if start > 0 and not hasattr(inner, "specaug_enabled"):

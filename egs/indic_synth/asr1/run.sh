@@ -159,6 +159,12 @@ if run_stage 6; then
       --valid_shape_file "$stats_dir/valid/speech_shape" --valid_shape_file "$stats_dir/valid/text_shape" \
       --fold_length 80000 --fold_length 150
   fi
+  # the trainer's plateau warning, if the last epoch's validation gave one
+  if [ -f "$asr_exp/train.log" ]; then
+    prev_epoch=$(grep -n "epoch results" "$asr_exp/train.log" | tail -2 | head -1 | cut -d: -f1)
+    warn=$(grep -n "CTC is still on its blank plateau" "$asr_exp/train.log" | tail -1)
+    if [ -n "$warn" ] && [ "${warn%%:*}" -gt "${prev_epoch:-0}" ]; then log "WARNING: ${warn#*WARNING: }"; fi
+  fi
 fi
 
 if run_stage 7; then
