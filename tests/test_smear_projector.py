@@ -120,8 +120,21 @@ def test_hard_topk_only_selected_experts_get_gradient(top_k):
     assert proj.gate.net.weight.grad.abs().sum() > 0
 
 
+def test_hard_topk_defaults_train_the_gate():
+    """With the defaults (top_k 1) the task loss reaches the gate; with renormalisation
+    the single selected weight is exactly 1 and the gate gets no task gradient."""
+    proj = make("hard_topk")
+    x, lengths = batch()
+    proj(x, lengths)[0].pow(2).sum().backward()
+    trained = float(proj.gate.net.weight.grad.abs().sum())
+    renorm = make("hard_topk", topk_renormalize=True)
+    renorm(x, lengths)[0].pow(2).sum().backward()
+    # g / g: zero up to float rounding
+    assert float(renorm.gate.net.weight.grad.abs().sum()) < 1e-4 * trained
+
+
 def test_hard_topk_output_is_renormalised_gate_weighted_expert_sum():
-    proj = make("hard_topk", top_k=2).eval()
+    proj = make("hard_topk", top_k=2, topk_renormalize=True).eval()
     x, lengths = batch()
     y, _ = proj(x, lengths)
     xd, _ = downsampled(proj, x, lengths)

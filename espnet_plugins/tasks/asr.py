@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from espnet2.tasks import asr as espnet_asr
 from espnet2.tasks.asr import ASRTask
+from espnet2.train.abs_espnet_model import AbsESPnetModel
 from espnet2.utils.types import str2bool, str_or_none
 from typeguard import typechecked
 
@@ -161,7 +162,7 @@ class MoEASRTask(ASRTask):
 
     @classmethod
     @typechecked
-    def build_model(cls, args: argparse.Namespace) -> MoEASRModel:
+    def build_model(cls, args: argparse.Namespace) -> AbsESPnetModel:
         langs = None
         if getattr(args, "lang_list", None) is not None:
             langs = read_lang_list(args.lang_list)

@@ -64,11 +64,11 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
         gate_type: ``linear`` or ``mlp`` per-frame gate.
         gate_hidden_size: Hidden width of the ``mlp`` gate.
         top_k: Experts per utterance for ``hard_topk``.
-        topk_renormalize: ``hard_topk`` weights are the selected gates divided by
-            their sum. Note that with ``top_k: 1`` this weight is exactly 1, so the
-            gate learns only through the load-balancing loss; ``false`` weights by
-            the raw ḡ instead (Switch Transformer style), which lets the task loss
-            train the gate.
+        topk_renormalize: ``true``: ``hard_topk`` weights are the selected gates
+            divided by their sum; with ``top_k: 1`` that weight is exactly 1 and the
+            task loss gives the gate no gradient (it learns only from the balance
+            loss). ``false`` (default): weights are the raw ḡ of the selected experts
+            (Switch Transformer style), so the task loss trains the gate.
         load_balance_type: ``mse`` or ``switch`` (see above).
         activation: Expert activation: ``relu``, ``gelu``, ``swish`` or ``tanh``.
         dropout: Dropout on the experts' hidden activation.
@@ -112,7 +112,7 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
         gate_type: str = "linear",
         gate_hidden_size: int = 256,
         top_k: int = 1,
-        topk_renormalize: bool = True,
+        topk_renormalize: bool = False,
         load_balance_type: str = "mse",
         activation: str = "relu",
         dropout: float = 0.0,
