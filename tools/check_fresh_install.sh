@@ -42,6 +42,14 @@ if [ ! -x "$chroot_dir/usr/bin/apt-get" ]; then
 fi
 t_boot=$(( $(date +%s) - t0 ))
 cp /etc/resolv.conf "$chroot_dir/etc/resolv.conf"
+# Behind a TLS-inspecting proxy the host trusts extra CAs; a machine on that network has
+# them too. They take effect when install.sh installs ca-certificates (its postinst).
+mkdir -p "$chroot_dir/usr/local/share/ca-certificates"
+cp /usr/local/share/ca-certificates/*.crt "$chroot_dir/usr/local/share/ca-certificates/" 2>/dev/null || true
+tls_env=""
+for v in NODE_EXTRA_CA_CERTS PIP_CERT REQUESTS_CA_BUNDLE SSL_CERT_FILE SSL_CERT_DIR; do
+  [ -n "${!v:-}" ] && tls_env+=" $v=${!v}"
+done
 # A new user has git and a shell; the checkout comes as a clone (no venv, no node_modules).
 mkdir -p "$chroot_dir/root"
 rm -rf "$chroot_dir/root/repo"
@@ -53,7 +61,7 @@ for fs in proc sys dev; do mountpoint -q "$chroot_dir/$fs" || mount --bind "/$fs
 cleanup() { for fs in dev sys proc; do umount -l "$chroot_dir/$fs" 2>/dev/null || true; done
             $keep || { log "removing $chroot_dir (--keep keeps it)"; rm -rf "$chroot_dir"; }; }
 trap cleanup EXIT
-in_chroot() { chroot "$chroot_dir" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 bash -c "$1"; }
+in_chroot() { chroot "$chroot_dir" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 $tls_env bash -c "$1"; }
 
 log "python in the fresh system: $(in_chroot 'command -v python3 && python3 -V || echo none')"
 # install.sh gets root and apt; everything else (python3 included) it must install itself.
