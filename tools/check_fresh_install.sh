@@ -46,6 +46,7 @@ cp /etc/resolv.conf "$chroot_dir/etc/resolv.conf"
 # them too. They take effect when install.sh installs ca-certificates (its postinst).
 mkdir -p "$chroot_dir/usr/local/share/ca-certificates"
 cp /usr/local/share/ca-certificates/*.crt "$chroot_dir/usr/local/share/ca-certificates/" 2>/dev/null || true
+[ -x "$chroot_dir/usr/sbin/update-ca-certificates" ] && chroot "$chroot_dir" update-ca-certificates >/dev/null 2>&1
 tls_env=""
 for v in NODE_EXTRA_CA_CERTS PIP_CERT REQUESTS_CA_BUNDLE SSL_CERT_FILE SSL_CERT_DIR; do
   [ -n "${!v:-}" ] && tls_env+=" $v=${!v}"

@@ -39,7 +39,7 @@ max_dur=20
 datadir=data
 dumpdir=dump
 expdir=exp
-results_md=           # stage 9 replaces its section here; default RESULTS.md ($expdir/RESULTS.md with --mini)
+results_md=           # stage 9 replaces its section here; default $expdir/RESULTS.md (the shipped RESULTS.md only when named)
 _options="base_exp results_md stage stop_stage mini ngpu nj seed corpus_config train_config inference_config tag token_type nbpe train_set valid_set test_sets adapt_set router_adapt_config allowed_langs prior_mode inference_model min_dur max_dur datadir dumpdir expdir"
 prev=
 for a in "$@"; do  # --mini true swaps the defaults below; explicit options still win
@@ -60,7 +60,7 @@ resolve_conf() {  # a config path relative to here, else to the repo's conf/
   echo "config not found: $1 (looked here and in $TOP/conf)" >&2; exit 1
 }
 train_config=$(resolve_conf "$train_config")
-if [ -z "$results_md" ]; then results_md=RESULTS.md; [ "$mini" = true ] && results_md=$expdir/RESULTS.md; fi
+[ -n "$results_md" ] || results_md=$expdir/RESULTS.md  # never the shipped file unless asked for
 tag=${tag:-$(basename "$train_config" .yaml | sed 's/^train_//')}
 asr_exp=$expdir/asr_$tag
 if [ "$token_type" = char ]; then token_dir=$datadir/token_list/char; else token_dir=$datadir/token_list/${token_type}${nbpe}; fi
