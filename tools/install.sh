@@ -87,6 +87,19 @@ if [ ! -f "$stamp" ]; then
       fi
     fi
   fi
+  # editdistance (ESPnet's validation CER) has no wheel for Python 3.13: it compiles,
+  # which needs a C++ compiler and the Python headers.
+  if [ "$("$VENV/bin/python" -c 'import sys; print(sys.version_info[1])')" -ge 13 ] && [ -z "${SKIP_APT:-}" ]; then
+    need=(); command -v g++ >/dev/null || need+=(g++)
+    inc=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+    [ -f "$inc/Python.h" ] || need+=("python3.$("$VENV/bin/python" -c 'import sys; print(sys.version_info[1])')-dev")
+    if [ ${#need[@]} -gt 0 ]; then
+      log "apt-get install ${need[*]} (to build editdistance, which has no Python 3.13 wheel)"
+      sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_=sudo
+      $sudo_ apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    fi
+  fi
   "$VENV/bin/pip" install -q --upgrade "pip>=24" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
   log "pip install -r tools/requirements.txt (first time: several GB, a few minutes)"
   # grep drops pip's notes about this machine's optional local wheel mirrors
