@@ -314,3 +314,51 @@ def test_checkpoint_with_the_old_warm_up_buffers_still_loads():
     fresh = tiny(expert_init="independent")
     fresh.load_state_dict(old)  # strict: the legacy keys are dropped, nothing else differs
     assert all(torch.equal(v, state[k]) for k, v in fresh.state_dict().items())
+
+
+def test_espnet_nbest_average_of_two_checkpoints_decodes(tmp_path):
+    """ESPnet's average_nbest_models (the recipe's decode default) on two real BLR-MoE
+    checkpoints: the result loads strictly and decodes like the hand-made average."""
+    from espnet2.main_funcs.average_nbest_models import average_nbest_models
+    from espnet2.train.reporter import Reporter
+
+    from espnet_plugins.inference.ctc_decoding import ctc_greedy
+    from espnet_plugins.tasks.asr import MoEASRTask
+    from test_presets import BASE_PRESET, TOKENS, batch as speech_batch
+
+    tokens, langs = tmp_path / "tokens.txt", tmp_path / "langs"
+    tokens.write_text("\n".join(TOKENS) + "\n", encoding="utf-8")
+    langs.write_text("hi\nmr\nta\nte\n", encoding="utf-8")
+    args = MoEASRTask.get_parser().parse_args([
+        "--config", str(BASE_PRESET.parent / "train_blr_moe.yaml"), "--token_list", str(tokens),
+        "--lang_list", str(langs), "--normalize", "none", "--frontend_conf", "fs=16k"])
+    torch.manual_seed(0)
+    model = MoEASRTask.build_model(args)
+    optim = torch.optim.Adam(model.parameters(), lr=1e-3)
+    reporter = Reporter()
+    states = []
+    for epoch in (1, 2):
+        reporter.set_epoch(epoch)
+        model.train()
+        loss, _, _ = model(**speech_batch(epoch))
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        with reporter.observe("valid") as sub:
+            sub.register({"loss": float(3 - epoch)})
+            sub.next()
+        states.append({k: v.clone() for k, v in model.state_dict().items()})
+        torch.save(model.state_dict(), tmp_path / f"{epoch}epoch.pth")
+    average_nbest_models(tmp_path, reporter, [("valid", "loss", "min")], 2)
+    averaged = torch.load(tmp_path / "valid.loss.ave_2best.pth")
+    fresh = MoEASRTask.build_model(args).eval()
+    fresh.load_state_dict(averaged)  # strict: no stray or missing keys
+    by_hand = MoEASRTask.build_model(args).eval()
+    by_hand.load_state_dict({k: (a + b) / 2 if a.is_floating_point() else b
+                             for (k, a), b in zip(states[0].items(), states[1].values())})
+    speech = speech_batch(0)
+    with torch.no_grad():
+        outs = [m.encode(speech["speech"], speech["speech_lengths"]) for m in (fresh, by_hand)]
+    torch.testing.assert_close(outs[0][0], outs[1][0], atol=1e-5, rtol=1e-5)
+    hyps = [ctc_greedy(m.ctc.log_softmax(o[0]), o[1]) for m, o in zip((fresh, by_hand), outs)]
+    assert hyps[0] == hyps[1]
