@@ -161,8 +161,8 @@ if run_stage 6; then
   fi
   # the trainer's plateau warning, if the last epoch's validation gave one
   if [ -f "$asr_exp/train.log" ]; then
-    prev_epoch=$(grep -n "epoch results" "$asr_exp/train.log" | tail -2 | head -1 | cut -d: -f1)
-    warn=$(grep -n "CTC is still on its blank plateau" "$asr_exp/train.log" | tail -1)
+    prev_epoch=$(grep -n "epoch results" "$asr_exp/train.log" | tail -2 | head -1 | cut -d: -f1 || true)
+    warn=$(grep -n "CTC is still on its blank plateau" "$asr_exp/train.log" | tail -1 || true)
     if [ -n "$warn" ] && [ "${warn%%:*}" -gt "${prev_epoch:-0}" ]; then log "WARNING: ${warn#*WARNING: }"; fi
   fi
 fi
