@@ -20,7 +20,8 @@ as parallel 1-thread jobs, and writes per seed:
 * valid CER (``cer_ctc``) per epoch, test_id CER/WER and every other test set's CER,
   wall time of the run (summed over resumed invocations).
 
-Runs are resumable: rerunning the same command skips scored runs and resumes trainings
+Read from ESPnet's TensorBoard summaries when present (they survive a resumed training),
+else from train.log. Runs are resumable: rerunning the same command skips scored runs and resumes trainings
 (ESPnet ``--resume``). Results go to ``<out>/<name>.json`` and ``.md`` (the command that
 made them is in both). A benchmark, not a test: one run is a full recipe training.
 
@@ -102,6 +103,41 @@ def parse_train_log(log: Path, exit_ratio: float, accum_grad: int, plateau_ratio
     }
 
 
+def parse_tensorboard(exp: Path, exit_ratio: float, accum_grad: int, plateau_ratio: float = 0.1) -> Optional[dict]:
+    """The same from ESPnet's TensorBoard summaries (train/ctc_emission per logged
+    interval, valid/cer_ctc per epoch): they survive a resumed training's new log."""
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        return None
+    def scalars(phase: str, tag: str) -> Dict[int, float]:
+        out: Dict[int, float] = {}
+        for f in sorted((exp / "tensorboard" / phase).glob("events.*")):
+            ea = EventAccumulator(str(f), size_guidance={"scalars": 0})
+            ea.Reload()
+            if tag in ea.Tags().get("scalars", []):
+                out.update({e.step: e.value for e in ea.Scalars(tag)})  # a rerun's step wins
+        return out
+    emission = scalars("train", "ctc_emission")
+    if not emission:
+        return None
+    valid = scalars("valid", "cer_ctc")
+    exit_iter, entered, curve = None, False, []
+    for it in sorted(emission):
+        ratio = emission[it]
+        curve.append({"iter": it, "ctc_emission": round(ratio, 4)})
+        entered = entered or ratio < plateau_ratio
+        if entered and exit_iter is None and ratio >= exit_ratio:
+            exit_iter = it
+    return {
+        "plateau_exit_iter": exit_iter,
+        "plateau_exit_update": None if exit_iter is None else exit_iter // accum_grad,
+        "iters": max(emission),
+        "valid_cer_per_epoch": [round(100.0 * valid[e], 2) for e in sorted(valid)],
+        "emission_curve": curve,
+    }
+
+
 def run_one(name: str, config: Path, seed: int, args) -> dict:
     tag = f"conv_{name}_s{seed}"
     exp = RECIPE / args.expdir / f"asr_{tag}"
@@ -128,8 +164,9 @@ def run_one(name: str, config: Path, seed: int, args) -> dict:
             return {"seed": seed, "error": f"run.sh exited {proc.returncode}; see {exp / 'bench_run.log'}"}
     cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
     out = {"seed": seed, "exp": str(exp.relative_to(TOP)), "wall_s": round(state["wall_s"], 1)}
-    out.update(parse_train_log(exp / "train.log", args.exit_ratio, int(cfg.get("accum_grad", 1)),
-                               args.plateau_ratio))
+    accum = int(cfg.get("accum_grad", 1))
+    out.update(parse_tensorboard(exp, args.exit_ratio, accum, args.plateau_ratio)
+               or parse_train_log(exp / "train.log", args.exit_ratio, accum, args.plateau_ratio))
     sc = json.loads(scores.read_text(encoding="utf-8"))
     out["test_cer"] = {k: round(v["cer_pct"], 2) for k, v in sc["test_sets"].items()}
     out["test_wer"] = {k: round(v["wer_pct"], 2) for k, v in sc["test_sets"].items()}

@@ -9,7 +9,8 @@ if [ "${1:-}" = "--max_jobs" ]; then max_jobs=$2; shift 2; fi
 if [[ ! "${1:-}" =~ ^JOB=([0-9]+):([0-9]+)$ ]]; then
   # Single job: run_jobs.sh <log> <cmd>...
   log=$1; shift; mkdir -p "$(dirname "$log")"
-  { echo "# $*"; echo "# started $(date)"; } > "$log"
+  # appended: a resumed training (ESPnet --resume) keeps the log of its earlier runs
+  { echo "# $*"; echo "# started $(date)"; } >> "$log"
   if "$@" >> "$log" 2>&1; then echo "# ended $(date) rc=0" >> "$log"; exit 0; fi
   echo "# ended $(date) rc=1" >> "$log"; echo "failed: see $log" >&2; exit 1
 fi
