@@ -85,22 +85,9 @@ def parse_train_log(log: Path, exit_ratio: float, accum_grad: int, plateau_ratio
     for epoch in sorted(batches_per_epoch):
         offsets[epoch] = offset
         offset += batches_per_epoch[epoch]
-    exit_iter, entered = None, False
-    for epoch, end, ratio in intervals:
-        it = offsets[epoch] + end
-        curve.append({"iter": it, "ctc_emission": ratio})
-        if ratio is None:
-            continue
-        entered = entered or ratio < plateau_ratio
-        if entered and exit_iter is None and ratio >= exit_ratio:
-            exit_iter = it
-    return {
-        "plateau_exit_iter": exit_iter,
-        "plateau_exit_update": None if exit_iter is None else exit_iter // accum_grad,
-        "iters": offset,
-        "valid_cer_per_epoch": [round(valid_cer[e], 2) for e in sorted(valid_cer)],
-        "emission_curve": curve,
-    }
+    points = [(offsets[epoch] + end, ratio) for epoch, end, ratio in intervals]
+    return summarise(points, {e: valid_cer[e] / 100.0 for e in valid_cer}, exit_ratio, accum_grad,
+                     plateau_ratio, offset)
 
 
 def parse_tensorboard(exp: Path, exit_ratio: float, accum_grad: int, plateau_ratio: float = 0.1) -> Optional[dict]:
@@ -122,18 +109,25 @@ def parse_tensorboard(exp: Path, exit_ratio: float, accum_grad: int, plateau_rat
     if not emission:
         return None
     valid = scalars("valid", "cer_ctc")
+    return summarise(sorted(emission.items()), valid, exit_ratio, accum_grad, plateau_ratio, max(emission))
+
+
+def summarise(points, valid_cer: Dict[int, float], exit_ratio: float, accum_grad: int,
+              plateau_ratio: float, iters: int) -> dict:
+    """points: (iteration, emission ratio or None) in order; valid_cer: epoch -> rate."""
     exit_iter, entered, curve = None, False, []
-    for it in sorted(emission):
-        ratio = emission[it]
-        curve.append({"iter": it, "ctc_emission": round(ratio, 4)})
+    for it, ratio in points:
+        curve.append({"iter": it, "ctc_emission": None if ratio is None else round(ratio, 4)})
+        if ratio is None:
+            continue
         entered = entered or ratio < plateau_ratio
         if entered and exit_iter is None and ratio >= exit_ratio:
             exit_iter = it
     return {
         "plateau_exit_iter": exit_iter,
         "plateau_exit_update": None if exit_iter is None else exit_iter // accum_grad,
-        "iters": max(emission),
-        "valid_cer_per_epoch": [round(100.0 * valid[e], 2) for e in sorted(valid)],
+        "iters": iters,
+        "valid_cer_per_epoch": [round(100.0 * valid_cer[e], 2) for e in sorted(valid_cer)],
         "emission_curve": curve,
     }
 
