@@ -177,8 +177,8 @@ def write_report(name: str, rows: List[dict], meta: dict, out: Path) -> None:
     ok = [r for r in rows if "error" not in r]
     sets = sorted({s for r in ok for s in r["test_cer"]}, key=lambda s: (s != "test_id", s))
     lines = [f"# Convergence: {name}", "", f"Command: `{meta['command']}`", "",
-             f"Config: `{meta['base']}`" + (f" + `{meta['variant']}`" if meta["variant"] else ""),
-             f"; {meta['host']}; exit = first logged interval with greedy-CTC emission ratio >= {meta['exit_ratio']}.", "",
+             f"Config: `{meta['base']}`" + (f" + `{meta['variant']}`" if meta["variant"] else "")
+             + f"; {meta['host']} (this invocation); {meta['date']}; exit = first logged interval with greedy-CTC emission ratio >= {meta['exit_ratio']}.", "",
              "| seed | exit (update) | valid CER % per epoch | " + " | ".join(f"{s} CER" for s in sets)
              + " | test_id WER | wall min |",
              "|---|---|---|" + "---|" * len(sets) + "---|---|"]
