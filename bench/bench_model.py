@@ -36,16 +36,15 @@ import espnet_plugins  # noqa: E402,F401
 import torch  # noqa: E402
 
 LANGS = ["hi", "mr", "ta", "te"]
-# name -> (recipe config, encoder_conf overrides). BLR-MoE routes from step 0 (the preset's
-# dense warm-up would time a one-expert model). The two middle rows split BLR-MoE's extra
+# name -> (recipe config, encoder_conf overrides). The two middle rows split BLR-MoE's extra
 # cost: our padding-invariant blocks without experts (a 580-parameter linear router
 # still runs for the LID loss), then experts with a linear router, then the TDNN router.
 CONFIGS = {
     "dense": ("conf/train_dense_conformer.yaml", []),
     "ours_no_experts": ("conf/train_blr_moe.yaml", ["num_shared_blocks=6", "num_moe_blocks=0",
-                                                     "router_type=linear", "moe_start_step=0"]),
-    "blr_linear_router": ("conf/train_blr_moe.yaml", ["router_type=linear", "moe_start_step=0"]),
-    "blr_moe": ("conf/train_blr_moe.yaml", ["moe_start_step=0"]),
+                                                     "router_type=linear"]),
+    "blr_linear_router": ("conf/train_blr_moe.yaml", ["router_type=linear"]),
+    "blr_moe": ("conf/train_blr_moe.yaml", []),
 }
 DESCRIPTION = {
     "dense": "stock ESPnet ConformerEncoder",
