@@ -82,15 +82,6 @@ class MoETrainer(Trainer):
     @classmethod
     def train_one_epoch(cls, model, iterator, optimizers, schedulers, scaler, reporter, summary_writer,
                         options, distributed_option) -> bool:
-        try:
-            return cls._train_one_epoch(model, iterator, optimizers, schedulers, scaler, reporter,
-                                        summary_writer, options, distributed_option)
-        finally:
-            cls._train_iters = reporter.get_total_count()
-
-    @classmethod
-    def _train_one_epoch(cls, model, iterator, optimizers, schedulers, scaler, reporter, summary_writer,
-                         options, distributed_option) -> bool:
         start = getattr(options, "specaug_start_iter", 0)
         inner = model.module if hasattr(model, "module") else model  # DDP / DataParallel
         if start > 0 and not hasattr(inner, "specaug_enabled"):
@@ -98,17 +89,16 @@ class MoETrainer(Trainer):
                 f"--specaug_start_iter {start} needs model: moe_espnet (the default), which can "
                 f"switch SpecAugment; {type(inner).__name__} cannot. Set specaug_start_iter: 0"
             )
-        if start <= 0 or getattr(inner, "specaug", None) is None:
+        if start > 0 and getattr(inner, "specaug", None) is not None:
+            iterator = _SpecAugSchedule(iterator, inner, reporter, start)
+        try:
             return super().train_one_epoch(
                 model=model, iterator=iterator, optimizers=optimizers, schedulers=schedulers,
                 scaler=scaler, reporter=reporter, summary_writer=summary_writer,
                 options=options, distributed_option=distributed_option,
             )
-        return super().train_one_epoch(
-            model=model, iterator=_SpecAugSchedule(iterator, inner, reporter, start),
-            optimizers=optimizers, schedulers=schedulers, scaler=scaler, reporter=reporter,
-            summary_writer=summary_writer, options=options, distributed_option=distributed_option,
-        )
+        finally:
+            cls._train_iters = reporter.get_total_count()
 
 
 class _SpecAugSchedule:
