@@ -5,11 +5,14 @@ Trains a config (a base yaml, optionally with a variant's top-level keys replace
 seeds through the recipe (``run.sh --stage 6 --stop_stage 9``: train, decode, score),
 as parallel 1-thread jobs, and writes per seed:
 
-* ``plateau_exit_iter`` / ``plateau_exit_update``: the first training iteration (batch;
-  update = iteration / accum_grad) at the end of a logged interval whose mean greedy-CTC
-  emission ratio is >= ``--exit_ratio`` (default 0.5), after the first interval below
-  ``--plateau_ratio`` (0.1; a randomly initialised model emits noise before CTC first
-  collapses to blank, so the first intervals do not count). The emission ratio
+* ``plateau_exit_iter`` / ``plateau_exit_update``: the training iteration (batch;
+  update = iteration / accum_grad) at the end of the first logged interval that starts
+  ``--exit_hold`` (default 3) consecutive intervals whose mean greedy-CTC emission ratio
+  lies in [``--exit_ratio``, 1 / ``--exit_ratio``] (default [0.5, 2]), after the first
+  interval below ``--plateau_ratio`` (0.1; a randomly initialised model emits noise
+  before CTC first collapses to blank, so the first intervals do not count). The hold
+  and the upper bound keep a one-interval burst of noise emission on the plateau (seen:
+  a ratio of 4.8 between two intervals at 0.00) from counting as an exit. The emission ratio
   (``ctc_emission`` in the training log: tokens greedy CTC emits per reference token)
   is ~0 on the plateau, where CTC outputs blank (or one repeated token) everywhere, and
   ~1 once it transcribes. It is used instead of the training-batch CER because it needs
@@ -61,7 +64,8 @@ def merged_config(base: Path, variant: Optional[Path]) -> dict:
     return cfg
 
 
-def parse_train_log(log: Path, exit_ratio: float, accum_grad: int, plateau_ratio: float = 0.1) -> dict:
+def parse_train_log(log: Path, exit_ratio: float, accum_grad: int, plateau_ratio: float = 0.1,
+                    exit_hold: int = 3) -> dict:
     """Plateau exit and per-epoch valid CER from an ESPnet train.log."""
     curve: List[dict] = []  # one entry per logged interval
     batches_per_epoch: Dict[int, int] = {}
@@ -87,10 +91,11 @@ def parse_train_log(log: Path, exit_ratio: float, accum_grad: int, plateau_ratio
         offset += batches_per_epoch[epoch]
     points = [(offsets[epoch] + end, ratio) for epoch, end, ratio in intervals]
     return summarise(points, {e: valid_cer[e] / 100.0 for e in valid_cer}, exit_ratio, accum_grad,
-                     plateau_ratio, offset)
+                     plateau_ratio, offset, exit_hold)
 
 
-def parse_tensorboard(exp: Path, exit_ratio: float, accum_grad: int, plateau_ratio: float = 0.1) -> Optional[dict]:
+def parse_tensorboard(exp: Path, exit_ratio: float, accum_grad: int, plateau_ratio: float = 0.1,
+                      exit_hold: int = 3) -> Optional[dict]:
     """The same from ESPnet's TensorBoard summaries (train/ctc_emission per logged
     interval, valid/cer_ctc per epoch): they survive a resumed training's new log."""
     try:
@@ -109,20 +114,22 @@ def parse_tensorboard(exp: Path, exit_ratio: float, accum_grad: int, plateau_rat
     if not emission:
         return None
     valid = scalars("valid", "cer_ctc")
-    return summarise(sorted(emission.items()), valid, exit_ratio, accum_grad, plateau_ratio, max(emission))
+    return summarise(sorted(emission.items()), valid, exit_ratio, accum_grad, plateau_ratio, max(emission), exit_hold)
 
 
 def summarise(points, valid_cer: Dict[int, float], exit_ratio: float, accum_grad: int,
-              plateau_ratio: float, iters: int) -> dict:
+              plateau_ratio: float, iters: int, exit_hold: int = 3) -> dict:
     """points: (iteration, emission ratio or None) in order; valid_cer: epoch -> rate."""
-    exit_iter, entered, curve = None, False, []
-    for it, ratio in points:
-        curve.append({"iter": it, "ctc_emission": None if ratio is None else round(ratio, 4)})
-        if ratio is None:
-            continue
-        entered = entered or ratio < plateau_ratio
-        if entered and exit_iter is None and ratio >= exit_ratio:
-            exit_iter = it
+    curve = [{"iter": it, "ctc_emission": None if r is None else round(r, 4)} for it, r in points]
+    logged = [(it, r) for it, r in points if r is not None]
+    first = next((i for i, (_, r) in enumerate(logged) if r < plateau_ratio), None)
+    exit_iter = None
+    if first is not None:
+        ok = [exit_ratio <= r <= 1.0 / exit_ratio for _, r in logged]
+        for i in range(first, len(logged) - exit_hold + 1):
+            if all(ok[i:i + exit_hold]):
+                exit_iter = logged[i][0]
+                break
     return {
         "plateau_exit_iter": exit_iter,
         "plateau_exit_update": None if exit_iter is None else exit_iter // accum_grad,
@@ -159,8 +166,8 @@ def run_one(name: str, config: Path, seed: int, args) -> dict:
     cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
     out = {"seed": seed, "exp": str(exp.relative_to(TOP)), "wall_s": round(state["wall_s"], 1)}
     accum = int(cfg.get("accum_grad", 1))
-    out.update(parse_tensorboard(exp, args.exit_ratio, accum, args.plateau_ratio)
-               or parse_train_log(exp / "train.log", args.exit_ratio, accum, args.plateau_ratio))
+    out.update(parse_tensorboard(exp, args.exit_ratio, accum, args.plateau_ratio, args.exit_hold)
+               or parse_train_log(exp / "train.log", args.exit_ratio, accum, args.plateau_ratio, args.exit_hold))
     sc = json.loads(scores.read_text(encoding="utf-8"))
     out["test_cer"] = {k: round(v["cer_pct"], 2) for k, v in sc["test_sets"].items()}
     out["test_wer"] = {k: round(v["wer_pct"], 2) for k, v in sc["test_sets"].items()}
@@ -178,7 +185,7 @@ def write_report(name: str, rows: List[dict], meta: dict, out: Path) -> None:
     sets = sorted({s for r in ok for s in r["test_cer"]}, key=lambda s: (s != "test_id", s))
     lines = [f"# Convergence: {name}", "", f"Command: `{meta['command']}`", "",
              f"Config: `{meta['base']}`" + (f" + `{meta['variant']}`" if meta["variant"] else "")
-             + f"; {meta['host']} (this invocation); {meta['date']}; exit = first logged interval with greedy-CTC emission ratio >= {meta['exit_ratio']}.", "",
+             + f"; {meta['host']} (this invocation); {meta['date']}; exit = end of the first logged interval that starts {meta.get('exit_hold', 3)} in a row with greedy-CTC emission ratio in [{meta['exit_ratio']}, {1 / meta['exit_ratio']:g}].", "",
              "| seed | exit (update) | valid CER % per epoch | " + " | ".join(f"{s} CER" for s in sets)
              + " | test_id WER | wall min |",
              "|---|---|---|" + "---|" * len(sets) + "---|---|"]
@@ -196,6 +203,9 @@ def write_report(name: str, rows: List[dict], meta: dict, out: Path) -> None:
             v = [r["test_cer"][s] for r in ok if s in r["test_cer"]]
             cell.append(f"{statistics.mean(v):.1f} ± {statistics.stdev(v):.1f}" if len(v) > 1 else "–")
         lines.append("| mean ± sd | | | " + " | ".join(cell) + " | | |")
+    notes = out / f"{name}.notes.md"   # hand-written context (load, resumes), kept across rewrites
+    if notes.exists():
+        lines += ["", notes.read_text(encoding="utf-8").strip()]
     (out / f"{name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -208,6 +218,7 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=3, help="parallel trainings (1 thread each)")
     p.add_argument("--exit_ratio", type=float, default=0.5)
     p.add_argument("--plateau_ratio", type=float, default=0.1)
+    p.add_argument("--exit_hold", type=int, default=3, help="consecutive logged intervals in range")
     p.add_argument("--expdir", default="exp")
     p.add_argument("--test_sets", nargs="*", default=None, help="default: every test set of the corpus")
     p.add_argument("--timeout_s", type=float, default=3 * 3600)
@@ -219,7 +230,7 @@ def main(argv=None) -> int:
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(yaml.safe_dump(merged_config(base, variant), sort_keys=False, allow_unicode=True))
     meta = {"command": "python bench/bench_convergence.py " + shlex.join(sys.argv[1:] if argv is None else argv),
-            "base": args.base, "variant": args.variant, "exit_ratio": args.exit_ratio,
+            "base": args.base, "variant": args.variant, "exit_ratio": args.exit_ratio, "exit_hold": args.exit_hold,
             "host": f"{platform.machine()}, {os.cpu_count()} cores, 1 thread per training, {args.jobs} at once",
             "date": time.strftime("%Y-%m-%d")}
     with cf.ThreadPoolExecutor(args.jobs) as pool:
