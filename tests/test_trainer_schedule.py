@@ -78,3 +78,49 @@ def test_plateau_warning(monkeypatch, caplog, cer, iters, warned):
     assert ("blank plateau" in caplog.text) == warned
     if warned:
         assert f"after {iters} training iterations" in caplog.text and "learning rate" in caplog.text
+
+
+def _tiny_train_dir(tmp_path, n=12):
+    import numpy as np
+    import soundfile as sf
+
+    lengths = {f"utt{i:02d}": 1600 * (1 + (7 * i) % n) for i in range(n)}  # distinct, unsorted
+    wavs, texts, shapes, tshapes = [], [], [], []
+    for uid, n_samples in lengths.items():
+        path = tmp_path / f"{uid}.wav"
+        sf.write(path, np.zeros(n_samples, dtype=np.float32), 16000)
+        wavs.append(f"{uid} {path}")
+        texts.append(f"{uid} {'अ' * 3}")
+        shapes.append(f"{uid} {n_samples}")
+        tshapes.append(f"{uid} 3")
+    for name, lines in (("wav.scp", wavs), ("text", texts), ("speech_shape", shapes), ("text_shape", tshapes)):
+        (tmp_path / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return lengths
+
+
+def _epoch_keys(args, epoch):
+    from espnet2.train.distributed_utils import DistributedOption
+
+    factory = MoEASRTask.build_iter_factory(args, DistributedOption(), "train")
+    return [list(keys) for keys, _ in factory.build_iter(epoch)]
+
+
+def test_sortagrad_first_epochs_go_short_to_long_then_shuffle_as_stock(tmp_path, lists):  # noqa: F811
+    lengths = _tiny_train_dir(tmp_path)
+    data = ["--train_data_path_and_name_and_type", f"{tmp_path}/wav.scp,speech,sound",
+            "--train_data_path_and_name_and_type", f"{tmp_path}/text,text,text",
+            "--train_shape_file", str(tmp_path / "speech_shape"),
+            "--train_shape_file", str(tmp_path / "text_shape"),
+            "--batch_type", "numel", "--batch_bins", "12000", "--num_workers", "0",
+            "--use_preprocessor", "true", "--token_type", "char", "--seed", "3"]
+    stock = parse(BASE_PRESET, lists, *data)
+    sorta = parse(BASE_PRESET, lists, *data, "--sortagrad_epochs", "2")
+    assert MoETrainer.build_options(sorta).sortagrad_epochs == 2
+    for epoch in (1, 2):
+        batches = _epoch_keys(sorta, epoch)
+        longest = [max(lengths[k] for k in b) for b in batches]
+        assert len(batches) > 3 and longest == sorted(longest), (epoch, longest)
+        # the same batches as stock ESPnet, only in another order
+        assert sorted(map(sorted, batches)) == sorted(map(sorted, _epoch_keys(stock, epoch)))
+    assert _epoch_keys(sorta, 3) == _epoch_keys(stock, 3)
+    assert _epoch_keys(stock, 1) != _epoch_keys(sorta, 1)  # stock shuffles epoch 1

@@ -29,6 +29,7 @@ from espnet2.utils.types import str2bool, str_or_none
 from typeguard import typechecked
 
 from espnet_plugins.asr.espnet_model import MoEASRModel
+from espnet_plugins.train.sortagrad import SortaGradIterFactory
 from espnet_plugins.train.trainer import MoETrainer
 
 LANG_KEY = "lang"
@@ -159,6 +160,14 @@ class MoEASRTask(ASRTask):
         if getattr(args, "lang_list", None) is None:
             return inner
         return LanguageLabelPreprocessor(inner, read_lang_list(args.lang_list))
+
+    @classmethod
+    def build_iter_factory(cls, args: argparse.Namespace, distributed_option, mode: str, kwargs=None):
+        factory = super().build_iter_factory(args, distributed_option, mode, kwargs)
+        epochs = getattr(args, "sortagrad_epochs", 0)
+        if mode == "train" and epochs > 0:
+            factory = SortaGradIterFactory(factory, epochs, args.sort_batch)
+        return factory
 
     @classmethod
     @typechecked

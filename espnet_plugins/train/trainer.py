@@ -1,4 +1,5 @@
-"""``MoETrainer``: ESPnet's trainer plus a SpecAugment schedule and a plateau warning.
+"""``MoETrainer``: ESPnet's trainer plus a SpecAugment schedule, SortaGrad and a plateau
+warning.
 
 ESPnet applies SpecAugment from the first update. A pure-CTC model trained on small
 batches first sits on the blank plateau (it emits nothing); masking its input there
@@ -7,6 +8,10 @@ iterations without SpecAugment and with it afterwards: augmentation once CTC emi
 tokens. The schedule lives in the trainer (not in a module's config) and counts
 training iterations (batches) the way ESPnet's reporter does, so it resumes with the
 checkpoint and the same N means the same point in the logs and in TensorBoard.
+
+``--sortagrad_epochs N`` (SortaGrad, the task's training iterator: see
+:class:`espnet_plugins.train.sortagrad.SortaGradIterFactory`) orders the first N epochs'
+batches from short to long utterances.
 
 Plateau warning: after each validation past ``--plateau_warn_iter`` training
 iterations, a valid ``cer_ctc`` still >= 95 % logs one warning line naming the usual
@@ -27,6 +32,7 @@ from typeguard import typechecked
 class MoETrainerOptions(TrainerOptions):
     specaug_start_iter: int = 0
     plateau_warn_iter: int = 400
+    sortagrad_epochs: int = 0
 
 
 PLATEAU_CER = 0.95
@@ -58,6 +64,13 @@ class MoETrainer(Trainer):
             help="Apply SpecAugment (specaug/specaug_conf) only from this training "
             "iteration (batch, counted over epochs as in the training log) on; 0 = from the "
             "start, as stock ESPnet. Lets CTC leave its blank plateau unaugmented.",
+        )
+        group.add_argument(
+            "--sortagrad_epochs",
+            type=int,
+            default=0,
+            help="SortaGrad: the first N epochs visit the length-sorted mini-batches from the "
+            "shortest utterances to the longest, instead of shuffled; 0 = stock ESPnet.",
         )
         group.add_argument(
             "--plateau_warn_iter",
