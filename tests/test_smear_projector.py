@@ -397,3 +397,44 @@ def test_residual_projector_starts_as_identity_then_learns(variant):
 def test_residual_needs_rate_one_and_equal_sizes(kwargs):
     with pytest.raises(ValueError, match="residual: true adds the projector's input"):
         make(residual=True, **kwargs)
+
+
+def test_validation_conditions_the_gate_like_decoding_not_on_utt2lang():
+    """In eval mode (ESPnet's validation) the gate gets the decoding condition ("unknown"
+    without a prior), so the validation loss does not depend on the oracle labels."""
+    from espnet2.asr.ctc import CTC
+    from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
+
+    from espnet_plugins.asr.espnet_model import MoEASRModel
+
+    torch.manual_seed(0)
+    proj = make(langs=LANGS4, gate_conditioning="language", condition_dropout=0.0)
+    with torch.no_grad():
+        proj.condition_bias.weight[:4] = 6 * torch.eye(4)  # a trained table: language -> expert
+    vocab = ["<blank>", "<unk>", "a", "b", "<sos/eos>"]
+    model = MoEASRModel(vocab_size=5, token_list=vocab, frontend=None, specaug=None, normalize=None,
+                        preencoder=proj, encoder=TransformerEncoder(D_OUT, output_size=8, attention_heads=2,
+                                                                    linear_units=8, num_blocks=1,
+                                                                    input_layer="linear"),
+                        postencoder=None, decoder=None, ctc=CTC(5, 8), joint_network=None, ctc_weight=1.0,
+                        langs=LANGS4).eval()
+    x, lengths = batch()
+    text = dict(text=torch.tensor([[2, 3], [3, -1], [2, -1]]), text_lengths=torch.tensor([2, 1, 1]))
+    ones = torch.tensor([1, 1, 1])
+    with torch.no_grad():
+        model.encode(x, lengths)  # the decoding path (Speech2Text): no labels, no prior
+        decode_gate = proj.last_gate
+        losses, gates = [], []
+        for lang in ([[0], [0], [0]], [[3], [2], [1]]):
+            loss, _, _ = model(speech=x, speech_lengths=lengths, lang=torch.tensor(lang), lang_lengths=ones, **text)
+            losses.append(loss)
+            gates.append(proj.last_gate)
+        no_lang, _, _ = model(speech=x, speech_lengths=lengths, **text)
+    torch.testing.assert_close(losses[0], losses[1])
+    torch.testing.assert_close(losses[0], no_lang)
+    torch.testing.assert_close(gates[0], decode_gate)
+    torch.testing.assert_close(gates[1], decode_gate)
+    # Training still conditions on the labels.
+    model.train()
+    model(speech=x, speech_lengths=lengths, lang=torch.tensor([[0], [2], [3]]), lang_lengths=ones, **text)
+    assert proj.last_gate.argmax(1).tolist() == [0, 2, 3]

@@ -266,7 +266,11 @@ class MoEASRModel(ESPnetASRModel):
         lang_lengths: Optional[torch.Tensor],
         **kwargs,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
-        if lang is not None:  # modules whose gate is conditioned on the language
+        if lang is not None and self.training:
+            # Gates conditioned on the language get the utt2lang labels in training only.
+            # Validation (eval mode) conditions them as decoding does (a language prior
+            # if one is set, else "unknown"), so the validation loss that selects
+            # checkpoints does not see oracle labels that decoding lacks.
             for module in self.aux_modules():
                 if hasattr(module, "set_gate_condition"):
                     module.set_gate_condition(lang[:, 0])

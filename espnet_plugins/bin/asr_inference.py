@@ -78,6 +78,8 @@ def main(argv=None) -> None:
             beam_size=args.beam_size, prior_mode=args.prior_mode, soft_floor=args.soft_floor,
             allowed_langs=args.allowed_langs.split(",") if args.allowed_langs and not oracle else None,
         )
+        if oracle:  # its priors are set per utterance: fail now, not at the first batch
+            s2t.check_language_prior_applies()
     except ValueError as e:  # a bad option (unknown language, prior mode ...): no traceback
         raise SystemExit(f"asr_inference: {e}")
     utt_prior = _utterance_priors(args.prior_utt2lang, s2t.langs, args.allowed_langs == "oracle_wrong") if oracle else {}

@@ -16,6 +16,7 @@ from espnet2.text.build_tokenizer import build_tokenizer
 from espnet2.text.token_id_converter import TokenIDConverter
 from espnet2.legacy.nets.pytorch_backend.transformer.subsampling import TooShortUttError
 
+from espnet_plugins.asr.moe_interface import require_language_prior_modules, set_model_language_prior
 from espnet_plugins.inference.ctc_decoding import ctc_greedy, ctc_prefix_beam_search
 from espnet_plugins.tasks.asr import MoEASRTask
 
@@ -102,21 +103,18 @@ class Speech2Text:
         """Restrict routing to ``allowed_langs`` (``None`` = no prior).
 
         ``hard`` masks router logits outside the set (expert pruning); ``soft`` only
-        biases them by ``log(soft_floor)``, so a wrong prior degrades gracefully.
+        biases them by ``log(soft_floor)``, so a wrong prior degrades gracefully. The
+        prior reaches every router and language-conditioned gate of the model,
+        including those of a frozen base model used as the frontend. A model with
+        neither (a dense or SMEAR-only model) raises ``ValueError`` rather than
+        decoding as if there were no prior.
         """
-        if mode not in ("hard", "soft"):
-            raise ValueError(f"prior mode must be 'hard' or 'soft', got {mode!r}")
-        modules = [m for m in (self.model.preencoder, self.model.encoder) if hasattr(m, "set_language_prior")]
-        if allowed_langs is not None and not modules:
-            raise ValueError("allowed_langs was given but this model has no language router to restrict")
-        ids = None
-        if allowed_langs is not None:
-            unknown = [x for x in allowed_langs if x not in (self.langs or [])]
-            if unknown or not allowed_langs:
-                raise ValueError(f"allowed_langs {list(allowed_langs)}: unknown {unknown}; the model knows {self.langs}")
-            ids = [self.langs.index(x) for x in allowed_langs]
-        for m in modules:
-            m.set_language_prior(ids, mode=mode, soft_floor=soft_floor)
+        set_model_language_prior(self.model, allowed_langs, self.langs, mode, soft_floor)
+
+    def check_language_prior_applies(self) -> None:
+        """Raise ``ValueError`` if this model has nothing a language prior acts on
+        (for callers that set per-utterance priors later, e.g. ``--allowed_langs oracle``)."""
+        require_language_prior_modules(self.model)
 
     @torch.no_grad()
     def batch(self, speech: torch.Tensor, lengths: torch.Tensor) -> List[Result]:

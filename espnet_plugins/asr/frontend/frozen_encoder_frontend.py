@@ -41,6 +41,10 @@ class FrozenEncoderFrontend(AbsFrontend):
     the working directory, so run from the recipe directory. The module is frozen:
     no gradient, parameters ``requires_grad=False``, and it stays in ``eval`` mode
     (no dropout / SpecAugment) even when the parent model calls ``.train()``.
+    A language prior set on the parent (``--allowed_langs``,
+    ``Speech2Text.set_language_prior``) also restricts a MoE base model's router: it
+    is applied to every router of the parent's submodules, by language name, so the
+    base model's own lang list may differ from the parent's.
 
     Its parameters are part of the parent's ``state_dict``, so the trained model's
     checkpoint is self-contained; ``asr_model_file: null`` builds the architecture

@@ -79,10 +79,11 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
             to the gate logits — the SMEAR-MoE paper's open question 3, "would
             conditioning the gate on language or family identity help?". The bias
             table starts at zero (no effect until trained). :class:`MoEASRModel`
-            passes each training/validation utterance's ``utt2lang`` language; at
-            inference the condition comes from a language prior
+            passes each training utterance's ``utt2lang`` language; in validation
+            and at inference the condition comes from a language prior
             (``--allowed_langs``, :meth:`set_language_prior`) when it names exactly
-            one language (or one family), and is "unknown" otherwise.
+            one language (or one family), and is "unknown" otherwise, so the
+            validation loss is computed the way decoding conditions the gate.
         language_families: ``{language: family}`` for ``family`` conditioning, e.g.
             ``{hi: indo_aryan, mr: indo_aryan, ta: dravidian, te: dravidian}``.
         condition_dropout: During training each utterance's condition is replaced
@@ -246,12 +247,23 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
         """Inference condition: the prior's language (or family) if it names one, else unknown.
 
         ``mode``/``soft_floor`` do not apply (SMEAR routes softly by construction).
+        Without ``gate_conditioning`` there is nothing to condition: a prior raises
+        ``ValueError`` instead of being ignored.
         """
-        if self.condition_bias is None or allowed is None:
+        if allowed is None:
             self._prior_condition = None
             return
+        if self.condition_bias is None:
+            raise ValueError(
+                f"SmearProjector(variant={self.variant!r}, gate_conditioning='none') has no "
+                "language input, so a language prior would be ignored; a prior needs "
+                "gate_conditioning: language or family (or a router: encoder: blr_moe)"
+            )
         conditions = {int(self._lang_to_condition[i]) for i in allowed}
         self._prior_condition = conditions.pop() if len(conditions) == 1 else None
+
+    def applies_language_prior(self) -> bool:
+        return self.condition_bias is not None
 
     def _condition_logit_bias(self, batch_size: int, device) -> Optional[torch.Tensor]:
         if self.condition_bias is None:
