@@ -1,5 +1,7 @@
 """BLRMoEEncoder: ESPnet encoder contract, padding invariance, equivalence with a dense
 encoder, expert pruning, decoupled router, and a short training run."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -362,3 +364,40 @@ def test_espnet_nbest_average_of_two_checkpoints_decodes(tmp_path):
     torch.testing.assert_close(outs[0][0], outs[1][0], atol=1e-5, rtol=1e-5)
     hyps = [ctc_greedy(m.ctc.log_softmax(o[0]), o[1]) for m, o in zip((fresh, by_hand), outs)]
     assert hyps[0] == hyps[1]
+
+
+def test_intermediate_ctc_taps_are_normalised_block_outputs():
+    plain = tiny().eval()
+    tapped = tiny(interctc_layer_idx=[1, 3]).eval()  # a shared block and an MoE block
+    tapped.load_state_dict(plain.state_dict())
+    x, ilens = batch([40, 32])
+    out, olens, _ = plain(x, ilens)
+    (out2, inter), olens2, _ = tapped(x, ilens)
+    assert torch.equal(olens, olens2) and torch.allclose(out, out2, atol=1e-6)
+    assert [i for i, _ in inter] == [1, 3] and all(h.shape == out.shape for _, h in inter)
+    # the block-1 tap is block 1's output after the final LayerNorm
+    seen = {}
+    hook = tapped.encoders[0].register_forward_hook(lambda m, i, o: seen.setdefault("x", o))
+    tapped(x, ilens)
+    hook.remove()
+    assert torch.allclose(inter[0][1], tapped.after_norm(seen["x"]), atol=1e-6)
+    with pytest.raises(ValueError, match="interctc_layer_idx must name blocks 1..3"):
+        tiny(interctc_layer_idx=[4])
+
+
+def test_intermediate_ctc_loss_through_the_espnet_model(tmp_path):
+    from espnet_plugins.tasks.asr import MoEASRTask
+    from test_presets import LANGS as PLANGS, TOKENS, batch as model_batch
+
+    (tmp_path / "tokens.txt").write_text("\n".join(TOKENS) + "\n", encoding="utf-8")
+    (tmp_path / "langs").write_text("\n".join(PLANGS) + "\n", encoding="utf-8")
+    args = MoEASRTask.get_parser().parse_args([
+        "--config", str(Path(__file__).resolve().parents[1] / "conf" / "train_mini_smear_blr_moe.yaml"), "--token_list", str(tmp_path / "tokens.txt"),
+        "--lang_list", str(tmp_path / "langs"), "--normalize", "none", "--frontend_conf", "fs=16k",
+        "--preencoder", "none", "--encoder_conf", "interctc_layer_idx=[1]", "--model_conf", "interctc_weight=0.3"])
+    torch.manual_seed(0)
+    model = MoEASRTask.build_model(args).train()
+    loss, stats, _ = model(**model_batch(0))
+    assert stats["loss_interctc_layer1"] > 0 and stats["ctc_emission"] is not None
+    expected = 0.7 * stats["loss_ctc"] + 0.3 * stats["loss_interctc_layer1"] + 0.3 * stats["loss_lid"]
+    assert torch.allclose(loss.sum(), expected + 0.01 * stats.get("loss_load_balance", 0), rtol=1e-4)

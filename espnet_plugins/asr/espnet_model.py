@@ -222,7 +222,9 @@ class MoEASRModel(ESPnetASRModel):
         else:
             encoder_out, encoder_out_lens = super().encode(speech, speech_lengths)
         if self.training and self.ctc is not None:  # for the ctc_emission statistic
-            self._ctc_signal_input = (encoder_out.detach(), encoder_out_lens)
+            # With intermediate CTC, ESPnet returns (final output, [(layer, output), ...]).
+            final = encoder_out[0] if isinstance(encoder_out, tuple) else encoder_out
+            self._ctc_signal_input = (final.detach(), encoder_out_lens)
         return encoder_out, encoder_out_lens
 
     @torch.no_grad()

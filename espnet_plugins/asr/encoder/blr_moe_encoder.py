@@ -117,6 +117,9 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         cnn_module_norm: ``batch_norm`` or ``layer_norm`` in the conv module.
         zero_triu: as in ESPnet's relative-position attention.
         max_pos_emb_len: initial length of the positional encoding table.
+        interctc_layer_idx: blocks (1-based, shared and MoE counted together, the last
+            excluded) whose normalised output feeds an intermediate CTC loss
+            (``model_conf.interctc_weight``), as ESPnet's ConformerEncoder.
     """
 
     @typechecked
@@ -152,6 +155,7 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         cnn_module_norm: str = "batch_norm",
         zero_triu: bool = False,
         max_pos_emb_len: int = 5000,
+        interctc_layer_idx: List[int] = [],
     ):
         super().__init__()
         self.langs, self.num_experts = self._language_inventory(langs, num_experts)
@@ -176,6 +180,14 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
             raise ValueError("num_shared_blocks and num_moe_blocks must be >= 0")
         self._output_size = output_size
         self.router_detach = router_detach
+        num_blocks = num_shared_blocks + num_moe_blocks
+        if any(not 0 < i < num_blocks for i in interctc_layer_idx):
+            raise ValueError(
+                f"interctc_layer_idx must name blocks 1..{num_blocks - 1} (the last block "
+                f"already feeds the CTC loss), got {list(interctc_layer_idx)}"
+            )
+        self.interctc_layer_idx = sorted(interctc_layer_idx)
+        self.interctc_use_conditioning = False  # ESPnet's model reads this attribute
 
         subsampling_class, self._time_convs = SUBSAMPLING[input_layer]
         pos_enc = RelPositionalEncoding(
@@ -304,7 +316,8 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
             prev_states: unused (ESPnet contract).
 
         Returns:
-            [B, T', output_size], output lengths [B], None.
+            [B, T', output_size], output lengths [B], None; with ``interctc_layer_idx``
+            the first is ``(output, [(block, normalised block output), ...])``.
         """
         if self._time_convs:
             too_short, limit = check_short_utt(self.embed, xs_pad.size(1))
@@ -322,8 +335,15 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         frames = torch.arange(x.size(1), device=x.device)
         valid = frames < olens.to(x.device).unsqueeze(1)
 
-        for block in self.encoders[: self.num_shared_blocks]:
+        intermediate: List[Tuple[int, torch.Tensor]] = []
+
+        def tap(index: int) -> None:  # 1-based block index
+            if index in self.interctc_layer_idx:
+                intermediate.append((index, self.after_norm(x)))
+
+        for i, block in enumerate(self.encoders[: self.num_shared_blocks]):
             x = block(x, pos_emb, valid)
+            tap(i + 1)
 
         aux: Dict[str, torch.Tensor] = {"lid_lengths": olens}
         lid_logits = self.router(x.detach() if self.router_detach else x, valid)
@@ -333,12 +353,15 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
             expert_index = self.router.select_experts(lid_logits.detach(), valid)
             plan = DispatchPlan.build(expert_index, self.num_experts, valid=valid)
             aux["expert_index"] = expert_index  # per frame, for routing analysis
-            for block in moe_blocks:
+            for i, block in enumerate(moe_blocks):
                 x = block(x, pos_emb, valid, plan)
+                tap(self.num_shared_blocks + i + 1)
             fractions = route_fractions(plan)
             for e in range(self.num_experts):
                 aux[f"route_frac_{self._expert_name(e)}"] = fractions[e]
         self._set_aux(aux)
+        if intermediate:
+            return (self.after_norm(x), intermediate), olens, None
         return self.after_norm(x), olens, None
 
     # Buffers of the removed warm-up state machine (start rules, step counter): dropped
