@@ -14,6 +14,11 @@ padding experts to a capacity:
 4. :meth:`DispatchPlan.scatter` puts the rows back into token order (weighting by the
    gate and summing replicas for top-k).
 
+Under ``torch.jit`` tracing (ONNX export) :meth:`DispatchPlan.build` returns a
+:class:`~espnet_plugins.asr.moe.traced_dispatch.TracedDispatchPlan` instead: the same
+sort -> gather -> per-expert matmul -> scatter with every size kept a tensor, since a
+trace would freeze the host-side sizes above into the graph.
+
 BLR-MoE routes every MoE block with the same shared router, so one plan serves every
 expert projection of every MoE block in a forward pass.
 
@@ -34,6 +39,8 @@ import math
 from typing import List, Optional, Tuple
 
 import torch
+
+from espnet_plugins.asr.moe.traced_dispatch import TracedDispatchPlan
 
 
 class DispatchPlan:
@@ -110,6 +117,13 @@ class DispatchPlan:
             valid: BoolTensor of shape ``token_shape``; False tokens (padding) are
                 not routed at all and :meth:`scatter` returns zeros for them.
         """
+        if torch.jit.is_tracing():
+            if gate is not None:
+                raise NotImplementedError(
+                    "tracing (ONNX export) supports top-1 ungated routing only; "
+                    "export a model with LR-/BLR-MoE hard routing"
+                )
+            return TracedDispatchPlan(expert_index, num_experts, valid)
         if gate is None:
             token_shape = tuple(expert_index.shape)
             top_k = 1
@@ -278,6 +292,8 @@ def grouped_linear(
     Returns:
         [M, out], row r computed with the weights of the expert that owns row r.
     """
+    if isinstance(plan, TracedDispatchPlan):
+        return plan.linear(x_sorted, weight, bias)
     if weight.dim() != 3 or weight.size(0) != plan.num_experts:
         raise ValueError(
             f"weight must be [E={plan.num_experts}, in, out], got {tuple(weight.shape)}"
@@ -332,5 +348,7 @@ def dense_oracle_expert_linear(
 
 def route_fractions(plan: DispatchPlan) -> torch.Tensor:
     """Fraction of the routed rows each expert received, [E] (no host sync)."""
+    if isinstance(plan, TracedDispatchPlan):  # num_rows is a tensor there
+        return plan.counts.to(torch.float32) / plan.num_rows.clamp(min=1)
     return plan.counts.to(torch.float32) / max(plan.num_rows, 1)
 
