@@ -146,12 +146,14 @@ def run_one(name: str, config: Path, seed: int, args) -> dict:
     scores = exp / "decode_ctc_greedy" / "scores.json"
     state_path = exp / "bench_state.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {"wall_s": 0.0}
-    cmd = ["./run.sh", "--stage", "6", "--stop_stage", "9", "--train_config", str(config),
+    stop = "6" if args.train_only else "9"
+    done = (exp / "valid.loss.ave.pth") if args.train_only else scores
+    cmd = ["./run.sh", "--stage", "6", "--stop_stage", stop, "--train_config", str(config),
            "--seed", str(seed), "--tag", tag, "--nj", "1", "--expdir", args.expdir,
            "--results_md", str(exp / "RESULTS.md")]
     if args.test_sets:
         cmd += ["--test_sets", " ".join(args.test_sets)]
-    if not scores.exists():
+    if not done.exists() and not args.report_only:
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         t0 = time.time()
         with open(exp / "bench_run.log", "a", encoding="utf-8") as log:
@@ -168,7 +170,9 @@ def run_one(name: str, config: Path, seed: int, args) -> dict:
     accum = int(cfg.get("accum_grad", 1))
     out.update(parse_tensorboard(exp, args.exit_ratio, accum, args.plateau_ratio, args.exit_hold)
                or parse_train_log(exp / "train.log", args.exit_ratio, accum, args.plateau_ratio, args.exit_hold))
-    sc = json.loads(scores.read_text(encoding="utf-8"))
+    if not done.exists():
+        out["stopped"] = f"stopped after epoch {len(out['valid_cer_per_epoch'])} of {cfg.get('max_epoch')}"
+    sc = json.loads(scores.read_text(encoding="utf-8")) if scores.exists() else {"test_sets": {}}
     out["test_cer"] = {k: round(v["cer_pct"], 2) for k, v in sc["test_sets"].items()}
     out["test_wer"] = {k: round(v["wer_pct"], 2) for k, v in sc["test_sets"].items()}
     return out
@@ -186,23 +190,24 @@ def write_report(name: str, rows: List[dict], meta: dict, out: Path) -> None:
     lines = [f"# Convergence: {name}", "", f"Command: `{meta['command']}`", "",
              f"Config: `{meta['base']}`" + (f" + `{meta['variant']}`" if meta["variant"] else "")
              + f"; {meta['host']} (this invocation); {meta['date']}; exit = end of the first logged interval that starts {meta.get('exit_hold', 3)} in a row with greedy-CTC emission ratio in [{meta['exit_ratio']}, {1 / meta['exit_ratio']:g}].", "",
-             "| seed | exit (update) | valid CER % per epoch | " + " | ".join(f"{s} CER" for s in sets)
-             + " | test_id WER | wall min |",
+             "| seed | exit (update) | valid CER % per epoch | " + "".join(f"{s} CER | " for s in sets)
+             + "test_id WER | wall min |",
              "|---|---|---|" + "---|" * len(sets) + "---|---|"]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['seed']} | {r['error']} |")
             continue
         lines.append(f"| {r['seed']} | {fmt(r['plateau_exit_update'])} | "
-                     + " / ".join(fmt(c) for c in r["valid_cer_per_epoch"]) + " | "
-                     + " | ".join(fmt(r["test_cer"].get(s)) for s in sets)
-                     + f" | {fmt(r['test_wer'].get('test_id'))} | {r['wall_s'] / 60:.1f} |")
-    if len(ok) > 1:
+                     + " / ".join(fmt(c) for c in r["valid_cer_per_epoch"])
+                     + (f" ({r['stopped']})" if r.get("stopped") else "") + " | "
+                     + "".join(f"{fmt(r['test_cer'].get(s))} | " for s in sets)
+                     + f"{fmt(r['test_wer'].get('test_id'))} | {r['wall_s'] / 60:.1f} |")
+    if len(ok) > 1 and sets:
         cell = []
         for s in sets:
             v = [r["test_cer"][s] for r in ok if s in r["test_cer"]]
             cell.append(f"{statistics.mean(v):.1f} ± {statistics.stdev(v):.1f}" if len(v) > 1 else "–")
-        lines.append("| mean ± sd | | | " + " | ".join(cell) + " | | |")
+        lines.append("| mean ± sd | | | " + "".join(f"{c} | " for c in cell) + "| |")
     notes = out / f"{name}.notes.md"   # hand-written context (load, resumes), kept across rewrites
     if notes.exists():
         lines += ["", notes.read_text(encoding="utf-8").strip()]
@@ -221,6 +226,10 @@ def main(argv=None) -> int:
     p.add_argument("--exit_hold", type=int, default=3, help="consecutive logged intervals in range")
     p.add_argument("--expdir", default="exp")
     p.add_argument("--test_sets", nargs="*", default=None, help="default: every test set of the corpus")
+    p.add_argument("--train_only", action="store_true",
+                   help="stage 6 only (plateau exit and valid CER; no decoding)")
+    p.add_argument("--report_only", action="store_true",
+                   help="run nothing: report what the runs' logs hold (e.g. runs stopped early)")
     p.add_argument("--timeout_s", type=float, default=3 * 3600)
     p.add_argument("--out", default=str(TOP / "bench" / "results" / "convergence"))
     args = p.parse_args(argv)
@@ -229,7 +238,8 @@ def main(argv=None) -> int:
     config = RECIPE / args.expdir / "conv_configs" / f"{args.name}.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(yaml.safe_dump(merged_config(base, variant), sort_keys=False, allow_unicode=True))
-    meta = {"command": "python bench/bench_convergence.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+    argv_shown = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--report_only"]
+    meta = {"command": "python bench/bench_convergence.py " + shlex.join(argv_shown),
             "base": args.base, "variant": args.variant, "exit_ratio": args.exit_ratio, "exit_hold": args.exit_hold,
             "host": f"{platform.machine()}, {os.cpu_count()} cores, 1 thread per training, {args.jobs} at once",
             "date": time.strftime("%Y-%m-%d")}
