@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Stage 3: drop utterances too short / too long for training, or with empty text.
 
-Writes a filtered copy (``--no_filter`` copies everything, for test sets) and logs how
+Writes a filtered copy (``--no_filter`` copies everything, for test sets; an existing
+copy that lacks utterances is then rewritten) and logs how
 many utterances each rule removed ("removed 3 too short (< 0.3 s), 0 too long (> 20 s),
 1 with empty text"). Every per-utterance file is subset consistently.
 
@@ -38,10 +39,15 @@ def main() -> None:
     p.add_argument("--no_filter", action="store_true")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (filter_data_dir) %(message)s")
-    if (a.dst / "utt2num_samples").exists():
-        logging.info(f"{a.dst} exists, skipping")
-        return
     samples = {u: int(n) for u, n in read_map(a.src / "utt2num_samples").items()}
+    if (a.dst / "utt2num_samples").exists():
+        have = read_map(a.dst / "utt2num_samples")
+        if not a.no_filter or have.keys() == samples.keys():
+            logging.info(f"{a.dst} exists, skipping")
+            return
+        # e.g. made by an older run.sh that filtered a valid set that is also a test set
+        logging.warning(f"{a.dst} holds {len(have)} of the {len(samples)} utterances of {a.src} but must hold "
+                        "every one (--no_filter, a test set); rewriting it")
     text = read_map(a.src / "text") if (a.src / "text").exists() else {}
     keep = set(samples)
     # Reason -> count; the labels carry the thresholds so the log line explains itself.

@@ -34,6 +34,10 @@ Conventions (also written into RESULTS.md):
 * A reference utterance without a hypothesis line is scored as all deletions (and warned
   about); a hypothesis for an utterance that is not in the reference is an error.
 * RTF = decode_seconds / audio_seconds; the overall RTF sums both over test sets.
+* ``--data_dir NAME=DIR`` names the data dir a test set's reference was made from
+  (run.sh: ``data/<set>``). When the reference lacks some of its utterances (a filtered
+  or stale copy), the set is not scored whole: the log, ``scores.json``
+  (``unscored_utts``) and the RESULTS.md section say how many were left out.
 """
 
 from __future__ import annotations
@@ -175,11 +179,18 @@ class Result:
     rtf: Optional[Rtf] = None
     ref_dir: Optional[str] = None
     decode_dir: Optional[str] = None
+    # --data_dir: the data dir the reference came from, its size, and its utterances
+    # that the reference (so the score) lacks
+    data_dir: Optional[str] = None
+    data_dir_utts: Optional[int] = None
+    unscored: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         out = {}
         if self.ref_dir is not None:
             out.update(ref_dir=self.ref_dir, decode_dir=self.decode_dir)
+        if self.data_dir is not None:
+            out.update(data_dir=self.data_dir, data_dir_utts=self.data_dir_utts, unscored_utts=len(self.unscored))
         out.update(self.total.to_json())
         out["per_lang"] = {lang: s.to_json() for lang, s in sorted(self.per_lang.items(), key=_lang_order)}
         out["rtf"] = self.rtf.to_json() if self.rtf else None
@@ -336,6 +347,40 @@ def score_test_set(name: str, ref_dir, decode_dir) -> Result:
     if rtf_path.is_file():
         result.rtf = read_rtf(rtf_path)
     return result
+
+
+def _utt_ids(path: Path) -> list[str]:
+    """First field of every non-empty line (utterance ids of a wav.scp or text)."""
+    with open(path, encoding="utf-8") as f:
+        return [line.split(maxsplit=1)[0] for line in f if line.strip()]
+
+
+def check_whole(result: Result, data_dir) -> None:
+    """Record (and warn about) utterances of ``data_dir`` that the scored reference lacks."""
+    data_dir = Path(data_dir)
+    scp = data_dir / "wav.scp"
+    if not scp.is_file():
+        raise ScoringError(f"--data_dir {result.name}={data_dir}: no {scp}; pass the data dir the test set's "
+                           "reference was made from (run.sh: data/<set>)")
+    ids = _utt_ids(scp)
+    ref = set(_read_ref_map(Path(result.ref_dir) / "text"))
+    result.data_dir, result.data_dir_utts = str(data_dir), len(ids)
+    result.unscored = [u for u in ids if u not in ref]
+    if result.unscored:
+        logging.warning(
+            "%s: NOT SCORED WHOLE: %d of the %d utterances of %s are not in the reference %s (e.g. %s), so "
+            "these rates are not the whole test set's; test sets must not be filtered (rerun stage 3 for it)",
+            result.name, len(result.unscored), len(ids), data_dir, result.ref_dir, ", ".join(result.unscored[:3]),
+        )
+
+
+def incomplete_notes(results: Sequence[Result]) -> list[str]:
+    """RESULTS.md lines for the test sets that were not scored whole (none when all were)."""
+    return [
+        f"- **{r.name} not scored whole**: {r.data_dir_utts - len(r.unscored)} of the {r.data_dir_utts} "
+        f"utterances of `{r.data_dir}` ({len(r.unscored)} not in `{r.ref_dir}`, e.g. {', '.join(r.unscored[:3])})"
+        for r in results if r.unscored
+    ]
 
 
 def combine(results: Sequence[Result]) -> Result:
@@ -499,7 +544,7 @@ def model_size(model_file) -> str:
 
 
 def results_section(tag: str, tables: str, env: dict[str, str], command: str, config=None, seed=None,
-                    model_info: Sequence[tuple[str, str]] = ()) -> str:
+                    model_info: Sequence[tuple[str, str]] = (), notes: Sequence[str] = ()) -> str:
     """One RESULTS.md section (ESPnet recipe style), wrapped in begin/end markers."""
     lines = [_marker(tag, "begin"), f"## {tag}", "", "### Environments", f"- date: `{env['date']}`"]
     if config:
@@ -512,7 +557,10 @@ def results_section(tag: str, tables: str, env: dict[str, str], command: str, co
     lines.append(f"- software: {env['software']}" + (f", git `{env['git']}`" if "git" in env else ""))
     lines.append(f"- command: `{command}`")
     lines.append(f"- scoring: {CONVENTIONS}")
-    lines += ["", "### CER / WER (%), LID accuracy (%), RTF", "", tables.rstrip("\n"), _marker(tag, "end")]
+    lines += ["", "### CER / WER (%), LID accuracy (%), RTF", ""]
+    if notes:
+        lines += [*notes, ""]
+    lines += [tables.rstrip("\n"), _marker(tag, "end")]
     return "\n".join(lines) + "\n"
 
 
@@ -567,6 +615,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--test", action="append", required=True, metavar="NAME=REF_DIR:DECODE_DIR",
                         help="a test set to score (repeat for several)")
+    parser.add_argument("--data_dir", type=_key_value, action="append", default=[], metavar="NAME=DATA_DIR",
+                        help="the data dir test set NAME's reference was made from; utterances of it that the "
+                        "reference lacks are reported (log, scores.json, RESULTS.md) as not scored")
     parser.add_argument("--out_json", help="write all scores (counts and rates) here")
     parser.add_argument("--results_md", help="add or replace the section --tag in this RESULTS.md")
     parser.add_argument("--tag", help="model tag; identifies the RESULTS.md section (rerunning replaces it)")
@@ -593,6 +644,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         if duplicates:
             raise ScoringError(f"--test names must be unique; repeated: {', '.join(duplicates)}")
         results = [score_test_set(*spec) for spec in specs]
+        by_name = {r.name: r for r in results}
+        for name, data_dir in args.data_dir:
+            if name not in by_name:
+                raise ScoringError(f"--data_dir {name}={data_dir}: no --test named {name!r}")
+            check_whole(by_name[name], data_dir)
     except ScoringError as e:
         parser.exit(1, f"error: {e}\n")
     overall = combine(results)
@@ -614,7 +670,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             if args.model_file:
                 info = [("model file", args.model_file), ("model size", model_size(args.model_file))]
             section = results_section(args.tag, tables, environment(threads), command, config=args.config,
-                                      seed=args.seed, model_info=info + args.model_info)
+                                      seed=args.seed, model_info=info + args.model_info,
+                                      notes=incomplete_notes(results))
             update_results_md(args.results_md, args.tag, section)
         except ScoringError as e:
             parser.exit(1, f"error: {e}\n")

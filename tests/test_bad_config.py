@@ -74,6 +74,7 @@ def test_unknown_encoder_option_name(tmp_path):
 
 def test_unknown_module_name_on_the_command_line(repo_root):
     res = subprocess.run([sys.executable, "-m", "espnet_plugins.bin.asr_train", "--print_config",
-                          "--encoder", "blr-moe"], cwd=repo_root, capture_output=True, text=True)
+                          "--encoder", "blr-moe"], cwd=repo_root, capture_output=True, text=True,
+                         timeout=120)
     assert res.returncode == 2
     assert "invalid choice: 'blr-moe'" in res.stderr and "blr_moe" in res.stderr

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from _helpers import run, skip_or_fail
 
 from espnet_plugins.data.kaldi import DataDirError, read_map, validate_data_dir
 
@@ -138,9 +139,9 @@ def test_unknown_language(good, tmp_path):
 def test_unknown_language_format_cli(good, tmp_path):
     (tmp_path / "lang_list").write_text("hi\n")
     dst = tmp_path / "dump" / "train"
-    proc = subprocess.run([sys.executable, str(ROOT / "local" / "format_data_dir.py"), "--src", str(good),
-                           "--dst", str(dst), "--lang_list", str(tmp_path / "lang_list")],
-                          capture_output=True, text=True)
+    proc = run([sys.executable, str(ROOT / "local" / "format_data_dir.py"), "--src", str(good),
+                "--dst", str(dst), "--lang_list", str(tmp_path / "lang_list")],
+               capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert "utt2lang:3: language 'ta'" in proc.stderr and "Traceback" not in proc.stderr
     assert not dst.exists() and not dst.with_name("train.tmp").exists()  # nothing half-written
@@ -235,8 +236,8 @@ def test_failing_pipe(good, tmp_path):
 
 
 def _sox_can_write_mp3(tmp_path: Path) -> bool:
-    res = subprocess.run(["sox", "-n", "-r", "16000", str(tmp_path / "probe.mp3"), "trim", "0", "0.1"],
-                         capture_output=True)
+    res = run(["sox", "-n", "-r", "16000", str(tmp_path / "probe.mp3"), "trim", "0", "0.1"],
+              capture_output=True, timeout=60)
     return res.returncode == 0
 
 
@@ -251,8 +252,8 @@ def test_audio_converted(tmp_path, name, rate, channels, via_sox):
     src_audio = tmp_path / name
     if via_sox:
         if not _sox_can_write_mp3(tmp_path):
-            pytest.skip("this sox cannot write mp3 (no libsox-fmt-mp3 / lame)")
-        subprocess.run(["sox", str(_sine(tmp_path / "tmp.wav", rate, channels)), str(src_audio)], check=True)
+            skip_or_fail("this sox cannot write mp3 (no libsox-fmt-mp3 / lame)")
+        run(["sox", str(_sine(tmp_path / "tmp.wav", rate, channels)), str(src_audio)], check=True, timeout=60)
     else:
         _sine(src_audio, rate, channels, subtype="FLOAT" if name.startswith("float") else "PCM_16")
     before = src_audio.read_bytes()
@@ -281,8 +282,8 @@ def test_too_short_filtered_with_count(tmp_path):
     src = _write_dir(tmp_path / "src", {u: str(_sine(audio / f"{u}.wav", dur=d)) for u, d in durs.items()})
     org = _format(src, tmp_path)
     dst = tmp_path / "dump" / "train"
-    proc = subprocess.run([sys.executable, str(ROOT / "local" / "filter_data_dir.py"), "--src", str(org),
-                           "--dst", str(dst)], capture_output=True, text=True)
+    proc = run([sys.executable, str(ROOT / "local" / "filter_data_dir.py"), "--src", str(org),
+                "--dst", str(dst)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "kept 2/5; removed 3 too short (< 0.3 s), 0 too long (> 20 s), 0 with empty text" in proc.stderr
     assert list(read_map(dst / "utt2spk")) == ["a-3", "b-2"]
@@ -292,8 +293,8 @@ def test_too_short_filtered_with_count(tmp_path):
 # --- CLI --------------------------------------------------------------------------------------
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "local" / "validate_data_dir.py"), *map(str, args)],
-                          capture_output=True, text=True)
+    return run([sys.executable, str(ROOT / "local" / "validate_data_dir.py"), *map(str, args)],
+               capture_output=True, text=True, timeout=120)
 
 
 def test_cli_valid(good, tmp_path):
@@ -327,5 +328,60 @@ def test_cli_import_is_light():
             f"except SystemExit: pass\n"
             f"heavy = [m for m in ('torch', 'espnet', 'espnet2') if m in sys.modules]\n"
             f"assert not heavy, heavy")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    proc = run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+# --- CLI: audio content ------------------------------------------------------------------------
+
+def _bad_audio_dir(tmp_path: Path, bad: Path) -> Path:
+    """The dir of ``good`` with b-1's audio replaced by ``bad`` (line 3 of wav.scp)."""
+    audio = tmp_path / "audio"
+    audio.mkdir(exist_ok=True)
+    wavs = {u: str(_sine(audio / f"{u}.wav")) for u in ("a-1", "a-2")}
+    return _write_dir(tmp_path / "src", {**wavs, "b-1": str(bad)})
+
+
+def test_cli_rejects_a_corrupt_header_without_deep(tmp_path):
+    bad = tmp_path / "corrupt.wav"
+    bad.write_bytes(b"RIFF" + np.random.default_rng(0).bytes(3000))
+    d = _bad_audio_dir(tmp_path, bad)
+    for extra in ((), ("--deep",), ("--no_duration",)):
+        proc = _cli(d, *extra)
+        assert proc.returncode == 1 and proc.stdout == "", proc.stdout
+        assert proc.stderr.startswith(f"error: {d / 'wav.scp'}:3: cannot read the audio header")
+        assert "'b-1'" in proc.stderr and "soxi" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_rejects_zero_length_audio(tmp_path):
+    bad = tmp_path / "empty.wav"
+    sf.write(bad, np.zeros(0), 16000, subtype="PCM_16")
+    proc = _cli(_bad_audio_dir(tmp_path, bad))
+    assert proc.returncode == 1 and "wav.scp:3: zero-length audio" in proc.stderr
+
+
+def test_cli_deep_rejects_nan_samples_and_warns_on_silence(tmp_path):
+    x = 0.1 * np.sin(np.arange(8000) / 5.0).astype(np.float32)
+    x[1234] = np.nan
+    bad = tmp_path / "nan.wav"
+    sf.write(bad, x, 16000, subtype="FLOAT")
+    d = _bad_audio_dir(tmp_path, bad)
+    assert _cli(d).returncode == 0  # the header is fine: only decoding the samples finds it
+    proc = _cli(d, "--deep")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.startswith(f"error: {d / 'wav.scp'}:3: 1 NaN/inf sample value(s), the first in frame 1234")
+    sf.write(bad, np.zeros(8000, dtype=np.float32), 16000, subtype="FLOAT")
+    proc = _cli(d, "--deep")
+    assert proc.returncode == 0 and proc.stdout.startswith(f"{d}: OK: 3 utterances")
+    assert proc.stderr.startswith(f"warning: {d / 'wav.scp'}:3: audio of utterance 'b-1'") and "all zeros" in proc.stderr
+
+
+def test_cli_deep_passes_a_good_dir_and_skips_pipes(good, tmp_path):
+    proc = _cli(good, "--deep")
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout == f"{good}: OK: 3 utterances, 2 speakers, 2 languages (hi ta), 0.00 hours\n"
+    wav = read_map(good / "wav.scp")
+    wav["b-1"] = f"cat {wav['b-1']} |"
+    (good / "wav.scp").write_text("".join(f"{u} {p}\n" for u, p in wav.items()))
+    proc = _cli(good, "--deep")
+    assert proc.returncode == 0 and "1 piped entries not measured" in proc.stdout

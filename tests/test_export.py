@@ -320,7 +320,7 @@ def test_numpy_decoder_and_cli_match_pytorch(exps, tmp_path):
             f"d.main(['--model', {str(path)!r}, '--wav_scp', {str(scp)!r}, '--output', "
             f"{str(tmp_path / 'text')!r}, '--batch_size', '2', '--lang_output', {str(tmp_path / 'lang')!r}]); "
             "assert 'torch' not in sys.modules, 'onnx_decode imported torch'")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=300)
     text = dict(line.partition(" ")[::2] for line in (tmp_path / "text").read_text().splitlines())
     s2t = pytorch(exps, "blr_moe", ["hi", "mr"], "hard")
     for i in range(4):
@@ -339,7 +339,7 @@ def test_export_cli(exps, tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "espnet_plugins.bin.export", "--asr_train_config", str(config),
          "--asr_model_file", str(model), "--output", str(out), "--allowed_langs", "ta"],
-        cwd=ROOT, capture_output=True, text=True, check=True)
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=600)
     summary = json.loads(run.stdout.strip().splitlines()[-1])
     assert summary["langs"] == ["ta"] and summary["check"]["max_abs_diff"] <= TOL
     assert summary["bytes"] == out.stat().st_size

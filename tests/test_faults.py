@@ -1,15 +1,14 @@
 """Faults during training: NaN/inf steps are skipped and counted, kill -9 resumes."""
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile as sf
 import torch
+from _helpers import kill_group, run
 from espnet2.asr.ctc import CTC
 
 from espnet_plugins.asr.encoder.blr_moe_encoder import BLRMoEEncoder
@@ -95,8 +94,11 @@ seed: 3
 """
 
 
-def _data_dir(root: Path, n: int, nan_utt: int = -1) -> Path:
-    """n one-second utterances (noise + tone), two languages; one may hold NaN samples."""
+def _data_dir(root: Path, n: int, nan_utt: int = -1, subtype: str = "PCM_16") -> Path:
+    """n one-second utterances (noise + tone), two languages; one may hold NaN samples.
+
+    ``subtype="FLOAT"``: float wavs, which ESPnet's ``kaldi_ark`` loader (kaldiio) reads
+    on the same [-1, 1] scale as the ``sound`` loader reads 16-bit ones."""
     d = root / "data"
     (d / "wav").mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -110,7 +112,7 @@ def _data_dir(root: Path, n: int, nan_utt: int = -1) -> Path:
             x[4000:4100] = np.nan
             sf.write(path, x.astype(np.float32), 16000, subtype="FLOAT")
         else:
-            sf.write(path, x, 16000, subtype="PCM_16")
+            sf.write(path, x, 16000, subtype=subtype)
         wav.append(f"{utt} {path}")
         text.append(f"{utt} {'ab'[i % 2]} {'ba'[i % 3 % 2]} a")
         lang.append(f"{utt} {LANGS[i % 2]}")
@@ -124,10 +126,10 @@ def _data_dir(root: Path, n: int, nan_utt: int = -1) -> Path:
     return d
 
 
-def _train_cmd(root: Path, d: Path, out: Path, max_epoch: int):
+def _train_cmd(root: Path, d: Path, out: Path, max_epoch: int, speech_type: str = "sound"):
     data = []
     for split in ("train", "valid"):
-        data += [f"--{split}_data_path_and_name_and_type", f"{d}/wav.scp,speech,sound",
+        data += [f"--{split}_data_path_and_name_and_type", f"{d}/wav.scp,speech,{speech_type}",
                  f"--{split}_data_path_and_name_and_type", f"{d}/text,text,text",
                  f"--{split}_data_path_and_name_and_type", f"{d}/utt2lang,lang,text",
                  f"--{split}_shape_file", f"{d}/shape"]
@@ -143,8 +145,8 @@ def _env():
 def test_training_skips_a_nan_batch_and_saves_only_finite_weights(tmp_path):
     d = _data_dir(tmp_path, n=6, nan_utt=2)
     out = tmp_path / "exp"
-    res = subprocess.run(_train_cmd(tmp_path, d, out, max_epoch=1), capture_output=True, text=True, env=_env(),
-                         cwd=tmp_path, timeout=300)
+    res = run(_train_cmd(tmp_path, d, out, max_epoch=1), capture_output=True, text=True, env=_env(),
+              cwd=tmp_path, timeout=300)
     log = res.stdout + res.stderr
     assert res.returncode == 0, log[-3000:]
     assert "non-finite training loss" in log and "optimizer step is skipped" in log
@@ -154,27 +156,49 @@ def test_training_skips_a_nan_batch_and_saves_only_finite_weights(tmp_path):
     assert "nonfinite_step=0.333" in log
 
 
+# The wav.scp entry of one training utterance, run as a pipe by ESPnet's kaldi_ark loader
+# each time the utterance is read: once epoch 1 is checkpointed, and while the hold file
+# exists, it says so and waits. The training is then certainly inside epoch 2 (after
+# epoch 1's checkpoint, before epoch 2's end), whatever the machine's speed.
+GATE = """\
+if [ -e '{ckpt}' ] && [ -e '{hold}' ]; then
+  : > '{reached}'
+  while [ -e '{hold}' ]; do sleep 0.05; done
+fi
+exec cat '{wav}'
+"""
+
+
 def test_kill_minus_9_mid_epoch_then_rerun_resumes_from_the_last_checkpoint(tmp_path):
-    d = _data_dir(tmp_path, n=40)
+    d = _data_dir(tmp_path, n=24, subtype="FLOAT")
     out = tmp_path / "exp"
-    cmd = _train_cmd(tmp_path, d, out, max_epoch=3) + ["--keep_nbest_models", "3"]
+    hold, reached = tmp_path / "hold", tmp_path / "reached"
+    gate = tmp_path / "gate.sh"
+    gate.write_text(GATE.format(ckpt=out / "checkpoint.pth", hold=hold, reached=reached, wav=d / "wav" / "utt013.wav"))
+    scp = (d / "wav.scp").read_text().splitlines()
+    scp[13] = f"utt013 sh {gate} |"
+    (d / "wav.scp").write_text("\n".join(scp) + "\n")
+    cmd = _train_cmd(tmp_path, d, out, max_epoch=3, speech_type="kaldi_ark") + ["--keep_nbest_models", "3"]
     log_path = tmp_path / "first.log"
+    hold.touch()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=tmp_path,
                                 start_new_session=True)
-    deadline = time.time() + 240
-    # Kill once epoch 1 is checkpointed and epoch 2 has started.
-    while time.time() < deadline and proc.poll() is None:
-        if (out / "checkpoint.pth").exists() and "2epoch:train" in log_path.read_text():
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, "training ended before it could be killed:\n" + log_path.read_text()[-2000:]
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (out / "3epoch.pth").exists()
+    try:
+        deadline = time.monotonic() + 300
+        while not reached.exists():
+            assert proc.poll() is None, "training ended before epoch 2 reached the gate:\n" + log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "epoch 2 did not start within 300 s:\n" + log_path.read_text()[-3000:]
+            time.sleep(0.1)
+        assert (out / "1epoch.pth").exists() and not (out / "2epoch.pth").exists()
+    finally:
+        kill_group(proc)  # kill -9 of the training and its data-loading pipe
+        proc.wait()
+    hold.unlink()
+    assert not (out / "2epoch.pth").exists()
     epoch1 = torch.load(out / "1epoch.pth", map_location="cpu")
 
-    res = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300)
+    res = run(cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300)
     log = res.stdout + res.stderr
     assert res.returncode == 0, log[-3000:]
     assert "The training was resumed using" in log and "checkpoint.pth" in log

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
+from _helpers import require_tools
 
 from espnet_plugins.inference.ctc_decoding import ctc_greedy
 from espnet_plugins.tasks.asr import MoEASRTask
@@ -42,6 +43,7 @@ def utterances(tmp_path_factory):
     for lang, texts in SENTENCES.items():
         for i, text in enumerate(texts):
             raw, wav = tmp / f"{lang}{i}_raw.wav", tmp / f"{lang}{i}.wav"
+            require_tools("espeak-ng", "sox", why="synthesising the learning test's utterances")
             subprocess.run(["espeak-ng", "-v", lang, "-s", "160", "-w", str(raw), text], check=True, timeout=60)
             subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", str(wav)], check=True, timeout=60)
             audio, fs = sf.read(wav, dtype="float32")

@@ -6,27 +6,38 @@ few minutes on 2 CPU cores. Outputs go to a temporary directory.
 """
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from _helpers import require_tools, run
 
 RECIPE = Path(__file__).resolve().parents[1] / "egs" / "indic_synth" / "asr1"
+MOE = ["--train_config", "train_mini_smear_blr_moe.yaml", "--tag", "mini_moe"]
 
 
-def _run(tmp, *args):
+def _run(tmp, *args, timeout=900):
     cmd = ["./run.sh", "--mini", "true", "--nj", "2", "--datadir", f"{tmp}/data", "--dumpdir", f"{tmp}/dump",
            "--expdir", f"{tmp}/exp", *args]
-    res = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True)
+    res = run(cmd, cwd=RECIPE, capture_output=True, text=True, timeout=timeout)
     assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     return res.stdout + res.stderr
 
 
 @pytest.fixture(scope="module")
 def mini_run(tmp_path_factory):
+    """Every stage of the dense mini recipe (synthesis included) in a temporary dir."""
+    require_tools("espeak-ng", "sox", "aspell", why="the mini recipe's corpus synthesis")
     tmp = tmp_path_factory.mktemp("mini")
-    return tmp, _run(tmp)
+    return tmp, _run(tmp, timeout=1500)
+
+
+@pytest.fixture(scope="module")
+def moe_run(mini_run):
+    """The MoE mini config on the same data: stages 5-11, router augmentation included.
+    Tests that need the MoE model ask for this fixture, so each one also runs alone."""
+    tmp, _ = mini_run
+    return tmp, _run(tmp, *MOE, "--stage", "5", "--stop_stage", "11")
 
 
 def _lines(path):
@@ -50,6 +61,7 @@ def test_all_stages_produce_their_outputs(mini_run):
     results = (tmp / "exp" / "RESULTS.md").read_text()
     assert "test_ood_tel" in results and "CER" in results
     assert "- command: `./run.sh --mini true --nj 2 --datadir" in results  # the options, not just ./run.sh
+    assert "NOT SCORED WHOLE" not in log and "not scored whole" not in results  # every test set whole
 
 
 def test_training_lowered_the_loss(mini_run):
@@ -66,11 +78,10 @@ def test_rerun_skips_finished_work(mini_run):
     assert "training exp" not in log
 
 
-def test_router_stages_with_smear_and_blr_moe(mini_run):
+def test_router_stages_with_smear_and_blr_moe(moe_run):
     """Same data, the MoE mini config: router augmentation, language prior, routing analysis."""
-    tmp, _ = mini_run
-    cfg = ["--train_config", "train_mini_smear_blr_moe.yaml", "--tag", "mini_moe"]
-    _run(tmp, *cfg, "--stage", "5", "--stop_stage", "11")
+    tmp, _ = moe_run
+    cfg = MOE
     exp = tmp / "exp" / "asr_mini_moe"
     assert (tmp / "exp" / "asr_mini_moe_router_adapt" / "valid.loss.ave.pth").exists()
     adapt_log = (tmp / "exp" / "asr_mini_moe_router_adapt" / "train.log").read_text()
@@ -93,7 +104,42 @@ def test_router_stages_with_smear_and_blr_moe(mini_run):
         assert hyp.keys() == ref.keys() and all((hyp[u] == ref[u]) == same for u in ref)
 
 
-def test_inference_survives_silence_clicks_and_an_unseen_language(mini_run, tmp_path):
+def test_router_augmentation_changes_only_the_router(moe_run):
+    """Stage 7 (ESPnet's trainer, --train_router_only, --init_param from stage 6): every
+    tensor of its checkpoint but the router's equals stage 6's, bit for bit (BatchNorm
+    statistics and normalisation buffers included); the router's changed."""
+    import torch
+
+    tmp, _ = moe_run
+    base = torch.load(tmp / "exp" / "asr_mini_moe" / "valid.loss.ave.pth", map_location="cpu")
+    adapted = torch.load(tmp / "exp" / "asr_mini_moe_router_adapt" / "valid.loss.ave.pth", map_location="cpu")
+    assert base.keys() == adapted.keys()
+    changed = sorted(k for k in base if not torch.equal(base[k], adapted[k]))
+    assert changed and all(k.startswith("encoder.router.") for k in changed), changed
+
+
+def test_decoding_the_router_augmented_model(moe_run):
+    """--decode_router_adapt true: stages 8-9 decode and score stage 7's model, in its own
+    decode dir and RESULTS.md section; the base model's decoding stays as it was."""
+    tmp, _ = moe_run
+    base_hyp = tmp / "exp" / "asr_mini_moe" / "decode_ctc_greedy" / "test_id" / "text"
+    before = base_hyp.read_bytes()
+    log = _run(tmp, *MOE, "--stage", "8", "--stop_stage", "9", "--decode_router_adapt", "true",
+               "--test_sets", "test_id")
+    adapt = tmp / "exp" / "asr_mini_moe_router_adapt"
+    dec = adapt / "decode_ctc_greedy" / "test_id"
+    assert f"decoding test_id -> {dec}" in log
+    ref = [line.split()[0] for line in _lines(tmp / "dump" / "raw" / "test_id" / "wav.scp")]
+    assert [line.split()[0] for line in _lines(dec / "text")] == ref
+    assert [line.split()[0] for line in _lines(dec / "lang")] == ref
+    assert (adapt / "decode_ctc_greedy" / "scores.json").exists() and base_hyp.read_bytes() == before
+    results = (tmp / "exp" / "RESULTS.md").read_text()
+    section = results.split("## mini_moe_router_adapt / ctc_greedy")[1].split("section end")[0]
+    assert f"- model file: `{adapt}/valid.loss.ave.pth`" in section and "|test_id|" in section
+    assert "## mini_moe / ctc_greedy" in results  # the base model's section is kept
+
+
+def test_inference_survives_silence_clicks_and_an_unseen_language(moe_run, tmp_path):
     """No speech, inputs too short for the STFT/subsampling, and a language the model
     never saw all give a result (possibly empty), never an exception."""
     import numpy as np
@@ -101,7 +147,7 @@ def test_inference_survives_silence_clicks_and_an_unseen_language(mini_run, tmp_
 
     from espnet_plugins.inference.speech2text import Speech2Text
 
-    tmp, _ = mini_run
+    tmp, _ = moe_run
     exp = tmp / "exp" / "asr_mini_moe"
     s2t = Speech2Text(str(exp / "config.yaml"), str(exp / "valid.loss.ave.pth"))
     assert 256 < s2t.min_samples < 16000
@@ -118,8 +164,9 @@ def test_inference_survives_silence_clicks_and_an_unseen_language(mini_run, tmp_
     assert results[0].text == "" and results[1].lang in ("hi", "mr", "ta", "te")
     # Unseen language: English from espeak-ng, resampled to 16 kHz.
     wav = tmp_path / "en.wav"
-    subprocess.run(["espeak-ng", "-v", "en", "-w", str(tmp_path / "raw.wav"), "this is an unseen language"], check=True)
-    subprocess.run(["sox", str(tmp_path / "raw.wav"), "-r", "16000", "-c", "1", str(wav)], check=True)
+    run(["espeak-ng", "-v", "en", "-w", str(tmp_path / "raw.wav"), "this is an unseen language"], check=True,
+        timeout=60)
+    run(["sox", str(tmp_path / "raw.wav"), "-r", "16000", "-c", "1", str(wav)], check=True, timeout=60)
     audio, fs = sf.read(wav, dtype="float32")
     r = s2t(audio)
     assert fs == 16000 and isinstance(r.text, str) and r.lang in ("hi", "mr", "ta", "te")
@@ -128,10 +175,10 @@ def test_inference_survives_silence_clicks_and_an_unseen_language(mini_run, tmp_
     with pytest.raises(ValueError, match=r"unknown \['bn'\]; the model knows \['hi', 'mr', 'ta', 'te'\]"):
         s2t.set_language_prior(["hi", "bn"])
     # ... and by the decoding CLI, before any decoding, without a traceback.
-    res = subprocess.run(
+    res = run(
         [sys.executable, "-m", "espnet_plugins.bin.asr_inference", "--asr_train_config", str(exp / "config.yaml"),
          "--asr_model_file", str(exp / "valid.loss.ave.pth"), "--allowed_langs", "hi,bn",
          "--data_path_and_name_and_type", f"{tmp}/dump/raw/test_id/wav.scp,speech,sound",
-         "--output_dir", str(tmp_path / "out")], capture_output=True, text=True)
+         "--output_dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert res.returncode != 0 and "unknown ['bn']" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "out" / "text").exists()

@@ -4,12 +4,12 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from _helpers import run
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("score", ROOT / "local" / "score.py")
@@ -97,6 +97,80 @@ def test_markdown_table(sets, capsys):
     assert "|t1/ta|2|1|3|0|3|0|100.0|4|0|4|0|100.0|" in table
 
 
+@pytest.fixture
+def indic_set(tmp_path):
+    """Indic references with hand-counted errors: conjuncts, vowel signs (matras), virama,
+    nukta, a zero-width joiner. Character tokens are code points after NFC, e.g.
+    "क्षत्रिय" = क ् ष त ् र ि य (8) and "தமிழ்" = த ம ி ழ ் (5)."""
+    ref, dec = tmp_path / "data" / "indic", tmp_path / "exp" / "indic"
+    _write(ref / "text", [
+        "h1 क्षत्रिय राजा",            # 8 + <space> + 4 = 13 chars, 2 words
+        "h2 \u0958\u093e\u0928\u0942\u0928",  # क़ानून with precomposed qa U+0958: NFC = क ़ ा न ू न, 6 chars
+        "h3 ज्ञान",                    # ज ् ञ ा न: 5 chars
+        "t1 தமிழ் நாடு",               # 5 + <space> + 4 = 10 chars, 2 words
+        "t2 வணக்கம்",                   # வ ண க ் க ம ்: 7 chars
+        "e1 స్వాతంత్ర్యం",              # స ్ వ ా త ం త ్ ర ్ య ం: 12 chars
+    ])
+    _write(ref / "utt2lang", ["e1 te", "h1 hi", "h2 hi", "h3 hi", "t1 ta", "t2 ta"])
+    _write(dec / "text", [
+        "h1 क्षत्रीय राज",             # matra ि -> ी (S1), final ा dropped (D1); both words wrong (S2)
+        "h2 \u0915\u093c\u093e\u0928\u0942\u0928",  # the same word with a decomposed nukta: no error
+        "h3 ज्\u200dञान",              # a zero-width joiner only changes rendering: no error
+        "t1 தமிழ நாடு",                # virama ் dropped: D1; 1 of 2 words wrong (S1)
+        "t2 வணக்கம் உலகம்",             # <space> + உ ல க ம ் inserted: I6; one word inserted (I1)
+        "e1",                           # empty: D12, words D1
+    ])
+    return f"indic={ref}:{dec}"
+
+
+def test_indic_graphemes_are_scored_per_code_point(indic_set):
+    assert score.char_tokens(score.normalize_text("தமிழ் நாடு")) == ["த", "ம", "ி", "ழ", "்", "<space>", "ந", "ா", "ட", "ு"]
+    out = score.main(["--test", indic_set])["test_sets"]["indic"]
+    assert out["num_utts"] == 6 and out["missing_hyp"] == 0
+    assert out["chars"] == {"ref": 53, "sub": 1, "del": 14, "ins": 6, "err": 21}
+    assert out["words"] == {"ref": 8, "sub": 3, "del": 1, "ins": 1, "err": 5}
+    per_lang = out["per_lang"]
+    assert list(per_lang) == ["hi", "ta", "te"]
+    assert per_lang["hi"]["chars"] == {"ref": 24, "sub": 1, "del": 1, "ins": 0, "err": 2}
+    assert per_lang["hi"]["words"] == {"ref": 4, "sub": 2, "del": 0, "ins": 0, "err": 2}
+    assert per_lang["ta"]["chars"] == {"ref": 17, "sub": 0, "del": 1, "ins": 6, "err": 7}
+    assert per_lang["ta"]["words"] == {"ref": 3, "sub": 1, "del": 0, "ins": 1, "err": 2}
+    assert per_lang["te"]["chars"] == {"ref": 12, "sub": 0, "del": 12, "ins": 0, "err": 12}
+    assert out["cer_pct"] == pytest.approx(2100 / 53) and per_lang["hi"]["cer_pct"] == pytest.approx(200 / 24)
+
+
+def test_indic_markdown_rows(indic_set, capsys):
+    score.main(["--test", indic_set])
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == "|test set|#utt|hi CER|hi WER|ta CER|ta WER|te CER|te WER|CER|WER|LID acc|RTF|"
+    assert table[2] == "|indic|6|8.3|50.0|41.2|66.7|100.0|100.0|39.6|62.5|-|-|"
+    assert "|indic/ta|2|0|3|1|0|1|66.7|17|0|1|6|41.2|" in table
+
+
+def test_a_set_smaller_than_its_data_dir_is_reported(sets, caplog):
+    """--data_dir: utterances of the original data dir missing from the scored reference
+    (a filtered or stale copy) are counted in the log, scores.json and RESULTS.md."""
+    tmp_path, tests = sets
+    data = tmp_path / "orig" / "t1"
+    _write(data / "wav.scp", [f"{u} /x/{u}.wav" for u in ("a1", "a2", "b1", "b2", "c1", "z7", "z8")])
+    md = tmp_path / "RESULTS.md"
+    out = score.main(["--test", tests[0], "--test", tests[1], "--data_dir", f"t1={data}", "--results_md", str(md),
+                      "--tag", "x"])
+    t1 = out["test_sets"]["t1"]
+    assert t1["num_utts"] == 5 and t1["data_dir_utts"] == 7 and t1["unscored_utts"] == 2
+    assert "unscored_utts" not in out["test_sets"]["t2"]  # no --data_dir: nothing claimed
+    assert "t1: NOT SCORED WHOLE: 2 of the 7 utterances of" in caplog.text and "z7, z8" in caplog.text
+    text = md.read_text(encoding="utf-8")
+    assert f"- **t1 not scored whole**: 5 of the 7 utterances of `{data}` (2 not in `{tmp_path / 'data' / 't1'}`" in text
+    assert "t2 not scored whole" not in text
+    # the whole set: no note
+    _write(data / "wav.scp", [f"{u} /x/{u}.wav" for u in ("a1", "a2", "b1", "b2", "c1")])
+    score.main(["--test", tests[0], "--data_dir", f"t1={data}", "--results_md", str(md), "--tag", "x"])
+    assert "not scored whole" not in md.read_text(encoding="utf-8")
+    with pytest.raises(SystemExit):
+        score.main(["--test", tests[0], "--data_dir", f"t9={data}"])
+
+
 def test_bad_decode_files_name_file_and_line(sets, capsys):
     tmp_path, tests = sets
     hyp = tmp_path / "exp" / "t1" / "text"
@@ -143,8 +217,8 @@ def test_results_md_section_is_replaced_not_duplicated(sets):
 
 def test_cli_subprocess(sets):
     tmp_path, tests = sets
-    proc = subprocess.run([sys.executable, str(ROOT / "local" / "score.py"), "--test", tests[1]],
-                          capture_output=True, text=True, cwd=tmp_path)
+    proc = run([sys.executable, str(ROOT / "local" / "score.py"), "--test", tests[1]],
+               capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "|t2|1|0.0|0.0|0.0|0.0|-|-|" in proc.stdout
 
@@ -251,16 +325,37 @@ def _hold_lock_then_write(md, locked, release):
 
     fd = os.open(md.parent, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_EX)
+    text = md.read_text(encoding="utf-8")  # read ...
     locked.set()
-    release.wait(20)
-    score._update_results_md_locked(md, "holder", _section("holder"))
+    release.wait(60)
+    score.atomic_write_text(md, text + _section("holder"))  # ... modify, write: loses what came in between
     os.close(fd)
 
 
+def _waits_for_flock(pid: int, directory: Path) -> bool:
+    """Whether process ``pid`` is blocked in flock() on ``directory`` (Linux lists every
+    waiting lock request in /proc/locks with ``->``: ``1: -> FLOCK ADVISORY WRITE <pid>
+    <major>:<minor>:<inode> 0 EOF``)."""
+    inode = str(directory.stat().st_ino)
+    for line in Path("/proc/locks").read_text().splitlines():
+        f = line.split()
+        if "->" in f:
+            i = f.index("->")
+            if f[i + 1:i + 2] == ["FLOCK"] and f[i + 4:i + 5] == [str(pid)] and f[i + 5].split(":")[-1] == inode:
+                return True
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/locks").is_file(), reason="needs Linux /proc/locks to see a waiting flock")
 def test_results_md_writers_running_at_once_keep_every_section(tmp_path):
     """Parallel recipe runs score into one RESULTS.md: each waits for the directory lock,
-    so no run's read-modify-write drops a section another run wrote in between."""
+    so no run's read-modify-write drops a section another run wrote in between.
+
+    Deterministic, no timing assumptions: while one run holds the lock (it has read the file and will
+    write it back), a second run must be seen blocked in flock() by the kernel; with a
+    lock that does nothing it writes at once instead, which this test reports."""
     import multiprocessing
+    import time
 
     md = tmp_path / "RESULTS.md"
     md.write_text("# RESULTS\n", encoding="utf-8")
@@ -268,15 +363,23 @@ def test_results_md_writers_running_at_once_keep_every_section(tmp_path):
     locked, release = ctx.Event(), ctx.Event()
     holder = ctx.Process(target=_hold_lock_then_write, args=(md, locked, release))
     holder.start()
-    assert locked.wait(20)
-    waiting = ctx.Process(target=score.update_results_md, args=(md, "late", _section("late")))
-    waiting.start()
-    waiting.join(0.5)
-    assert waiting.is_alive(), "update_results_md did not wait for the lock"
-    release.set()
+    try:
+        assert locked.wait(60), "the lock-holding process did not start"
+        waiting = ctx.Process(target=score.update_results_md, args=(md, "late", _section("late")))
+        waiting.start()
+        deadline = time.monotonic() + 60
+        while not _waits_for_flock(waiting.pid, tmp_path):
+            assert waiting.is_alive(), ("update_results_md wrote RESULTS.md while another run held the lock: "
+                                        "it does not lock, so parallel runs lose sections")
+            assert time.monotonic() < deadline, "update_results_md neither waited for the lock nor finished in 60 s"
+            time.sleep(0.01)
+    finally:
+        release.set()
     for p in (holder, waiting):
-        p.join(20)
+        p.join(60)
         assert p.exitcode == 0
+    text = md.read_text(encoding="utf-8")
+    assert "body of holder\n" in text and "body of late\n" in text, text
 
     writers = [ctx.Process(target=score.update_results_md, args=(md, f"run{i}", _section(f"run{i}")))
                for i in range(8)]

@@ -39,7 +39,7 @@ def test_print_config_cli_resolves_plugin_names(repo_root):
     out = subprocess.run(
         [sys.executable, "-m", "espnet_plugins.bin.asr_train", "--print_config",
          "--encoder", "blr_moe", "--preencoder", "smear_moe"],
-        cwd=repo_root, capture_output=True, text=True, check=True).stdout
+        cwd=repo_root, capture_output=True, text=True, check=True, timeout=120).stdout
     conf = yaml.safe_load(out)
     assert conf["encoder"] == "blr_moe" and "num_moe_blocks" in conf["encoder_conf"]
     assert conf["preencoder"] == "smear_moe" and "num_experts" in conf["preencoder_conf"]

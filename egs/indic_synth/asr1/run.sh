@@ -33,6 +33,7 @@ router_adapt_config=conf/router_adapt.yaml
 allowed_langs=        # language prior at decoding: hi,mr | oracle (each utterance's own) | oracle_wrong
 prior_mode=hard       # hard (expert pruning) | soft
 inference_model=valid.loss.ave.pth   # checkpoint to decode (ESPnet's average of the n best epochs)
+decode_router_adapt=false  # true: stages 8-10 use stage 7's router-augmented ${asr_exp}_router_adapt (own decode dirs, RESULTS.md section)
 base_exp=             # frozen-encoder mode (frontend: frozen_encoder): the trained base model's exp dir
 min_dur=0.3
 max_dur=20
@@ -40,7 +41,7 @@ datadir=data
 dumpdir=dump
 expdir=exp
 results_md=           # stage 9 replaces its section here; default $expdir/RESULTS.md (the shipped RESULTS.md only when named)
-_options="base_exp results_md stage stop_stage mini ngpu nj seed corpus_config train_config inference_config tag token_type nbpe train_set valid_set test_sets adapt_set router_adapt_config allowed_langs prior_mode inference_model min_dur max_dur datadir dumpdir expdir"
+_options="base_exp results_md stage stop_stage mini ngpu nj seed corpus_config train_config inference_config tag token_type nbpe train_set valid_set test_sets adapt_set router_adapt_config allowed_langs prior_mode inference_model decode_router_adapt min_dur max_dur datadir dumpdir expdir"
 prev=
 for a in "$@"; do  # --mini true swaps the defaults below; explicit options still win
   case "$prev $a" in "--mini "*) mini=$a ;; *" --mini="*) mini=${a#--mini=} ;; esac; prev=$a
@@ -76,6 +77,13 @@ if run_stage 1; then
   python local/synth_indic.py --config "$corpus_config" --datadir "$datadir" --wavdir "$datadir/wav" --nj "$nj" --seed "$seed"
 fi
 [ -n "$test_sets" ] || test_sets=$(cd "$datadir" 2>/dev/null && ls -d test_* 2>/dev/null | tr '\n' ' ' || true)
+# Test sets (and the adaptation set) are never filtered. A training or validation set that
+# is also one of them (e.g. --valid_set dev --test_sets dev) is filtered into its own
+# <set>_filtered dir, so that its test copy in $dumpdir/raw/<set> stays whole.
+train_copy() {
+  case " $test_sets $adapt_set " in *" $1 "*) echo "$dumpdir/raw/${1}_filtered" ;; *) echo "$dumpdir/raw/$1" ;; esac
+}
+train_dir=$(train_copy "$train_set"); valid_dir=$(train_copy "$valid_set")
 
 if run_stage 2; then
   for s in $train_set $valid_set $test_sets $adapt_set; do
@@ -86,8 +94,8 @@ fi
 
 if run_stage 3; then
   for s in $train_set $valid_set; do
-    log "filtering $s: ${min_dur}s <= duration <= ${max_dur}s, non-empty text"
-    python local/filter_data_dir.py --src "$dumpdir/raw/org/$s" --dst "$dumpdir/raw/$s" --min_dur "$min_dur" --max_dur "$max_dur"
+    log "filtering $s: ${min_dur}s <= duration <= ${max_dur}s, non-empty text -> $(train_copy "$s")"
+    python local/filter_data_dir.py --src "$dumpdir/raw/org/$s" --dst "$(train_copy "$s")" --min_dur "$min_dur" --max_dur "$max_dur"
   done
   for s in $test_sets $adapt_set; do  # never filter test data: every utterance is scored
     [ -d "$dumpdir/raw/org/$s" ] || continue
@@ -99,14 +107,14 @@ if run_stage 4; then
   if [ -s "$token_list" ] && [ -s "$lang_list" ]; then log "token list $token_list exists, skipping"; else
     mkdir -p "$token_dir"
     if [ "$token_type" != char ]; then
-      log "training sentencepiece $token_type ($nbpe) on $dumpdir/raw/$train_set/text"
-      python local/spm_train.py --text "$dumpdir/raw/$train_set/text" --model_type "$token_type" --vocab_size "$nbpe" --out_prefix "$token_dir/bpe"
+      log "training sentencepiece $token_type ($nbpe) on $train_dir/text"
+      python local/spm_train.py --text "$train_dir/text" --model_type "$token_type" --vocab_size "$nbpe" --out_prefix "$token_dir/bpe"
     fi
     log "writing $token_list"
     python -m espnet_plugins.bin.espnet espnet2.bin.tokenize_text --token_type "$espnet_token_type" --bpemodel "$bpemodel" \
-      --input "$dumpdir/raw/$train_set/text" --output "$token_list" --field 2- --cleaner none --g2p none \
+      --input "$train_dir/text" --output "$token_list" --field 2- --cleaner none --g2p none \
       --write_vocabulary true --add_symbol '<blank>:0' --add_symbol '<unk>:1' --add_symbol '<sos/eos>:-1'
-    cut -d' ' -f2- "$dumpdir/raw/$train_set/utt2lang" | tr ' ' '\n' | sort -u | grep -v '^$' > "$lang_list"
+    cut -d' ' -f2- "$train_dir/utt2lang" | tr ' ' '\n' | sort -u | grep -v '^$' > "$lang_list"
     log "languages: $(tr '\n' ' ' < "$lang_list")"
   fi
 fi
@@ -132,13 +140,13 @@ if run_stage 5; then
     log "collecting shapes and feature statistics into $stats_dir ($nj jobs)"
     mkdir -p "$stats_dir/logdir"
     for s in train valid; do
-      d=$dumpdir/raw/$train_set; [ $s = valid ] && d=$dumpdir/raw/$valid_set
+      d=$train_dir; [ $s = valid ] && d=$valid_dir
       python local/split_keys.py --scp "$d/wav.scp" --nj "$nj" --out "$stats_dir/logdir/$s.JOB.scp"
     done
     # shellcheck disable=SC2046
     OMP_NUM_THREADS=1 $train_cmd JOB=1:"$nj" "$stats_dir/logdir/stats.JOB.log" python -m espnet_plugins.bin.asr_train \
       --collect_stats true --ngpu 0 --config "$train_config" "${common_opts[@]}" --normalize none \
-      $(data_opts train "$dumpdir/raw/$train_set") $(data_opts valid "$dumpdir/raw/$valid_set") \
+      $(data_opts train "$train_dir") $(data_opts valid "$valid_dir") \
       --train_shape_file "$stats_dir/logdir/train.JOB.scp" --valid_shape_file "$stats_dir/logdir/valid.JOB.scp" \
       --output_dir "$stats_dir/logdir/stats.JOB"
     python -m espnet_plugins.bin.espnet espnet2.bin.aggregate_stats_dirs $(for j in $(seq "$nj"); do echo --input_dir "$stats_dir/logdir/stats.$j"; done) --output_dir "$stats_dir"
@@ -154,7 +162,7 @@ if run_stage 6; then
     $train_cmd "$asr_exp/train.log" python -m espnet_plugins.bin.asr_train --config "$train_config" \
       "${common_opts[@]}" --ngpu "$ngpu" "${dist_opts[@]}" --resume true --output_dir "$asr_exp" \
       --normalize_conf stats_file="$stats_dir/train/feats_stats.npz" \
-      $(data_opts train "$dumpdir/raw/$train_set") $(data_opts valid "$dumpdir/raw/$valid_set") \
+      $(data_opts train "$train_dir") $(data_opts valid "$valid_dir") \
       --train_shape_file "$stats_dir/train/speech_shape" --train_shape_file "$stats_dir/train/text_shape" \
       --valid_shape_file "$stats_dir/valid/speech_shape" --valid_shape_file "$stats_dir/valid/text_shape" \
       --fold_length 80000 --fold_length 150
@@ -181,11 +189,19 @@ if run_stage 7; then
       --normalize_conf stats_file="$stats_dir/train/feats_stats.npz" \
       "${common_opts[@]}" --ngpu "$ngpu" --resume true --output_dir "${asr_exp}_router_adapt" \
       --init_param "$asr_exp/$inference_model" \
-      $(data_opts train "$dumpdir/raw/$adapt_set" false) $(data_opts valid "$dumpdir/raw/$valid_set" false) \
-      --train_shape_file "$dumpdir/raw/$adapt_set/utt2num_samples" --valid_shape_file "$dumpdir/raw/$valid_set/utt2num_samples"
+      $(data_opts train "$dumpdir/raw/$adapt_set" false) $(data_opts valid "$valid_dir" false) \
+      --train_shape_file "$dumpdir/raw/$adapt_set/utt2num_samples" --valid_shape_file "$valid_dir/utt2num_samples"
   fi
 fi
 
+# The model stages 8-10 decode, score and analyse: the trained one, or (--decode_router_adapt
+# true) its router augmentation from stage 7, with its own decode dirs under
+# ${asr_exp}_router_adapt and its own RESULTS.md section (tag <tag>_router_adapt).
+case $decode_router_adapt in
+  false) decode_exp=$asr_exp; decode_name=$tag ;;
+  true) decode_exp=${asr_exp}_router_adapt; decode_name=${tag}_router_adapt ;;
+  *) echo "--decode_router_adapt must be true or false, got '$decode_router_adapt'" >&2; exit 1 ;;
+esac
 inference_tag=$(basename "$inference_config" .yaml); inference_tag=${inference_tag#decode_}
 # another checkpoint than the default gets its own decode dir and RESULTS.md section
 [ "$inference_model" = valid.loss.ave.pth ] || inference_tag=${inference_tag}_$(basename "$inference_model" .pth)
@@ -195,36 +211,45 @@ prior_opts=(); [ -n "$allowed_langs" ] && prior_opts=(--allowed_langs "$allowed_
 oracle_prior() { case "$allowed_langs" in oracle*) echo --prior_utt2lang "$dumpdir/raw/$1/utt2lang" --batch_size 1 ;; esac; }
 
 if run_stage 8; then
+  if [ ! -e "$decode_exp/$inference_model" ]; then
+    need="stage 6 (training)"; [ "$decode_router_adapt" = false ] || need="stage 7 (router augmentation: a model with a router and an --adapt_set)"
+    log "no $decode_exp/$inference_model to decode; run $need first" >&2
+    exit 1
+  fi
   for s in $test_sets; do
-    out=$asr_exp/decode_${inference_tag}/$s
+    out=$decode_exp/decode_${inference_tag}/$s
     if [ -s "$out/text" ]; then log "$out/text exists, skipping"; continue; fi
     log "decoding $s -> $out ($nj jobs)"
     mkdir -p "$out/logdir"
     python local/split_keys.py --scp "$dumpdir/raw/$s/wav.scp" --nj "$nj" --out "$out/logdir/keys.JOB.scp"
     OMP_NUM_THREADS=1 $decode_cmd JOB=1:"$nj" "$out/logdir/decode.JOB.log" python -m espnet_plugins.bin.asr_inference \
-      --config "$inference_config" "${prior_opts[@]}" $(oracle_prior "$s") --asr_train_config "$asr_exp/config.yaml" \
-      --asr_model_file "$asr_exp/$inference_model" --data_path_and_name_and_type "$dumpdir/raw/$s/wav.scp,speech,sound" \
+      --config "$inference_config" "${prior_opts[@]}" $(oracle_prior "$s") --asr_train_config "$decode_exp/config.yaml" \
+      --asr_model_file "$decode_exp/$inference_model" --data_path_and_name_and_type "$dumpdir/raw/$s/wav.scp,speech,sound" \
       --key_file "$out/logdir/keys.JOB.scp" --output_dir "$out/logdir/output.JOB"
     python local/merge_decode_dirs.py --out "$out" "$out"/logdir/output.*
   done
 fi
 
 if run_stage 9; then
-  log "scoring ($asr_exp, $inference_tag) -> RESULTS.md"
-  tests=(); for s in $test_sets; do tests+=(--test "$s=$dumpdir/raw/$s:$asr_exp/decode_${inference_tag}/$s"); done
-  python local/score.py "${tests[@]}" --out_json "$asr_exp/decode_${inference_tag}/scores.json" \
-    --results_md "$results_md" --tag "${tag} / ${inference_tag}" --config "$train_config" --seed "$seed" \
-    --model_file "$asr_exp/$inference_model" --command "$run_command"
+  log "scoring ($decode_exp, $inference_tag) -> $results_md"
+  tests=(); for s in $test_sets; do
+    tests+=(--test "$s=$dumpdir/raw/$s:$decode_exp/decode_${inference_tag}/$s")
+    # the data dir it came from: a scored set with fewer utterances is reported
+    if [ -f "$datadir/$s/wav.scp" ]; then tests+=(--data_dir "$s=$datadir/$s"); fi
+  done
+  python local/score.py "${tests[@]}" --out_json "$decode_exp/decode_${inference_tag}/scores.json" \
+    --results_md "$results_md" --tag "${decode_name} / ${inference_tag}" --config "$train_config" --seed "$seed" \
+    --model_file "$decode_exp/$inference_model" --command "$run_command"
 fi
 
 if run_stage 10; then
   if ! has_router "$train_config"; then log "model has no language router: no routing analysis"; else
-    log "routing analysis -> $asr_exp/decode_${inference_tag}/routing"
-    python local/routing_analysis.py --decode_dir "$asr_exp/decode_${inference_tag}" --data_root "$dumpdir/raw" \
-      --test_sets $test_sets --lang_list "$lang_list" --out "$asr_exp/decode_${inference_tag}/routing"
+    log "routing analysis -> $decode_exp/decode_${inference_tag}/routing"
+    python local/routing_analysis.py --decode_dir "$decode_exp/decode_${inference_tag}" --data_root "$dumpdir/raw" \
+      --test_sets $test_sets --lang_list "$lang_list" --out "$decode_exp/decode_${inference_tag}/routing"
     # Routing over training: gate entropy (SMEAR / top-k collapse), LID accuracy, CER per epoch.
     python local/training_curves.py --log "$tag=$asr_exp/train.log" --key gate_entropy --key lid_acc \
-      --key loss_lid --key cer_ctc --out "$asr_exp/decode_${inference_tag}/routing/training_curves" > /dev/null
+      --key loss_lid --key cer_ctc --out "$decode_exp/decode_${inference_tag}/routing/training_curves" > /dev/null
   fi
 fi
 
