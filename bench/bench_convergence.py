@@ -29,7 +29,8 @@ else from train.log. Runs are resumable: rerunning the same command skips scored
 made them is in both). A benchmark, not a test: one run is a full recipe training.
 
     python bench/bench_convergence.py --name default --seeds 1 2 3 --jobs 3
-    python bench/bench_convergence.py --name specaug_after --variant bench/conf/convergence/specaug_after.yaml
+    python bench/bench_convergence.py --name interctc_e1 --base bench/conf/convergence/previous_default.yaml \
+        --variant bench/conf/convergence/interctc_e1.yaml --train_only
 """
 from __future__ import annotations
 
@@ -171,7 +172,7 @@ def run_one(name: str, config: Path, seed: int, args) -> dict:
     out.update(parse_tensorboard(exp, args.exit_ratio, accum, args.plateau_ratio, args.exit_hold)
                or parse_train_log(exp / "train.log", args.exit_ratio, accum, args.plateau_ratio, args.exit_hold))
     if not done.exists():
-        out["stopped"] = f"stopped after epoch {len(out['valid_cer_per_epoch'])} of {cfg.get('max_epoch')}"
+        out["stopped"] = f"stopped with {len(out['valid_cer_per_epoch'])} of {cfg.get('max_epoch')} epochs done"
     sc = json.loads(scores.read_text(encoding="utf-8")) if scores.exists() else {"test_sets": {}}
     out["test_cer"] = {k: round(v["cer_pct"], 2) for k, v in sc["test_sets"].items()}
     out["test_wer"] = {k: round(v["wer_pct"], 2) for k, v in sc["test_sets"].items()}
@@ -237,7 +238,8 @@ def main(argv=None) -> int:
     variant = (TOP / args.variant).resolve() if args.variant else None
     config = RECIPE / args.expdir / "conv_configs" / f"{args.name}.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(yaml.safe_dump(merged_config(base, variant), sort_keys=False, allow_unicode=True))
+    if not (args.report_only and config.exists()):  # a report keeps the config the runs used
+        config.write_text(yaml.safe_dump(merged_config(base, variant), sort_keys=False, allow_unicode=True))
     argv_shown = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--report_only"]
     meta = {"command": "python bench/bench_convergence.py " + shlex.join(argv_shown),
             "base": args.base, "variant": args.variant, "exit_ratio": args.exit_ratio, "exit_hold": args.exit_hold,

@@ -113,7 +113,7 @@ def test_sortagrad_first_epochs_go_short_to_long_then_shuffle_as_stock(tmp_path,
             "--train_shape_file", str(tmp_path / "text_shape"),
             "--batch_type", "numel", "--batch_bins", "12000", "--num_workers", "0",
             "--use_preprocessor", "true", "--token_type", "char", "--seed", "3"]
-    stock = parse(BASE_PRESET, lists, *data)
+    stock = parse(BASE_PRESET, lists, *data, "--sortagrad_epochs", "0")  # the preset has SortaGrad
     sorta = parse(BASE_PRESET, lists, *data, "--sortagrad_epochs", "2")
     assert MoETrainer.build_options(sorta).sortagrad_epochs == 2
     for epoch in (1, 2):

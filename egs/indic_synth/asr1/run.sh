@@ -9,6 +9,7 @@
 # Stages (each logs to exp/.../*.log and skips work already done):
 #   1 data synthesis   2 format   3 filter   4 tokenizer + lang_list   5 collect stats
 #   6 train   7 router augmentation   8 decode   9 score   10 routing analysis   11 pack
+#   12 ONNX export (frontend to CTC log-probs; --allowed_langs prunes the other experts)
 set -euo pipefail
 cd "$(dirname "$0")"
 run_command="./run.sh $*"   # before option parsing consumes "$@"; stage 9 records it
@@ -18,11 +19,12 @@ stop_stage=100
 mini=false
 ngpu=0
 nj=2                  # parallel jobs for synthesis, stats and decoding (1 thread each)
-seed=1
+seed=1                # training seed (model init, batch order, dropout)
+corpus_seed=1         # corpus synthesis seed: the same data for every training seed
 corpus_config=conf/corpus.yaml
 train_config=train_dense_conformer.yaml   # looked up here, then in the repo's conf/
 inference_config=conf/decode_ctc_greedy.yaml
-tag=                  # experiment name; default: train config name
+tag=                  # experiment name; default: train config name (+ _seed<N> unless seed 1)
 token_type=char       # char | bpe | unigram (sentencepiece, --nbpe pieces)
 nbpe=300
 train_set=train
@@ -41,7 +43,7 @@ datadir=data
 dumpdir=dump
 expdir=exp
 results_md=           # stage 9 replaces its section here; default $expdir/RESULTS.md (the shipped RESULTS.md only when named)
-_options="base_exp results_md stage stop_stage mini ngpu nj seed corpus_config train_config inference_config tag token_type nbpe train_set valid_set test_sets adapt_set router_adapt_config allowed_langs prior_mode inference_model decode_router_adapt min_dur max_dur datadir dumpdir expdir"
+_options="base_exp results_md stage stop_stage mini ngpu nj seed corpus_seed corpus_config train_config inference_config tag token_type nbpe train_set valid_set test_sets adapt_set router_adapt_config allowed_langs prior_mode inference_model decode_router_adapt min_dur max_dur datadir dumpdir expdir"
 prev=
 for a in "$@"; do  # --mini true swaps the defaults below; explicit options still win
   case "$prev $a" in "--mini "*) mini=$a ;; *" --mini="*) mini=${a#--mini=} ;; esac; prev=$a
@@ -62,7 +64,9 @@ resolve_conf() {  # a config path relative to here, else to the repo's conf/
 }
 train_config=$(resolve_conf "$train_config")
 [ -n "$results_md" ] || results_md=$expdir/RESULTS.md  # never the shipped file unless asked for
-tag=${tag:-$(basename "$train_config" .yaml | sed 's/^train_//')}
+# Default exp name: the config's, plus _seed<N> for a training seed other than 1, so that
+# `--seed 2` after a seed-1 run trains a new model instead of rescoring the old one.
+tag=${tag:-$(basename "$train_config" .yaml | sed 's/^train_//')$([ "$seed" = 1 ] || echo "_seed$seed")}
 asr_exp=$expdir/asr_$tag
 if [ "$token_type" = char ]; then token_dir=$datadir/token_list/char; else token_dir=$datadir/token_list/${token_type}${nbpe}; fi
 token_list=$token_dir/tokens.txt
@@ -74,7 +78,7 @@ has_router() { grep -Eq '^encoder: *blr_moe|^preencoder: *smear_moe' "$1"; }
 
 if run_stage 1; then
   log "synthesising the corpus ($corpus_config) into $datadir"
-  python local/synth_indic.py --config "$corpus_config" --datadir "$datadir" --wavdir "$datadir/wav" --nj "$nj" --seed "$seed"
+  python local/synth_indic.py --config "$corpus_config" --datadir "$datadir" --wavdir "$datadir/wav" --nj "$nj" --seed "$corpus_seed"
 fi
 [ -n "$test_sets" ] || test_sets=$(cd "$datadir" 2>/dev/null && ls -d test_* 2>/dev/null | tr '\n' ' ' || true)
 # Test sets (and the adaptation set) are never filtered. A training or validation set that
@@ -260,6 +264,22 @@ if run_stage 11; then
     [ -f "$results_md" ] && opts+=(--option "$results_md")
     python -m espnet_plugins.bin.espnet espnet2.bin.pack asr --asr_train_config "$asr_exp/config.yaml" --asr_model_file "$asr_exp/$inference_model" \
       "${opts[@]}" --outpath "$asr_exp/packed.zip"
+  fi
+fi
+if run_stage 12; then
+  onnx_name=model; [ -n "$allowed_langs" ] && onnx_name=model_prior_${prior_mode}_${allowed_langs//,/}
+  onnx=$asr_exp/onnx/$onnx_name.onnx
+  if grep -Eq '^frontend: *frozen_encoder' "$asr_exp/config.yaml"; then
+    log "frontend: frozen_encoder models are not exportable yet: no ONNX export"
+  elif [[ "$allowed_langs" = oracle* ]]; then
+    log "--allowed_langs $allowed_langs is a per-utterance prior: export with a fixed language set, e.g. hi,mr"
+  elif [ -s "$onnx" ]; then log "$onnx exists, skipping"; else
+    log "exporting $asr_exp/$inference_model -> $onnx${allowed_langs:+ (prior $prior_mode: $allowed_langs)}"
+    mkdir -p "$asr_exp/onnx"
+    OMP_NUM_THREADS=1 python -m espnet_plugins.bin.export --asr_train_config "$asr_exp/config.yaml" \
+      --asr_model_file "$asr_exp/$inference_model" "${prior_opts[@]}" --output "$onnx" > "${onnx%.onnx}.log" 2>&1 \
+      || { log "export failed (${onnx%.onnx}.log): $(tail -n 1 "${onnx%.onnx}.log")"; exit 1; }
+    log "$(grep 'wrote' "${onnx%.onnx}.log" | tail -n 1 | sed 's/^.*INFO: //')"
   fi
 fi
 _stage=; log "done (stages $stage..$stop_stage)"
