@@ -2,7 +2,7 @@
 # Built-in multilingual recipe: synthesise an offline hi/mr/ta/te corpus, train a CTC
 # model (stock conformer, BLR-MoE, SMEAR-MoE ... by --train_config), decode, score.
 #
-#   ./run.sh                          # everything, default config (<= 30 min on 2 CPU cores)
+#   ./run.sh                          # everything, default config (aim: <= 30 min on 2 CPU cores)
 #   ./run.sh --mini true              # tiny corpus + model: every stage in a few minutes (CI)
 #   ./run.sh --stage 8 --stop_stage 9 --allowed_langs hi,mr   # decode with a language prior
 #
