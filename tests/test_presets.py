@@ -171,3 +171,47 @@ def test_preset_builds_and_trains_one_step(preset, lists, request):
         for k, v in model.frontend.state_dict().items():  # weights and BatchNorm statistics
             assert torch.equal(v, frontend_state[k]), f"frozen {k} changed"
 
+
+
+# The training recipe (optimizer, lr schedule, budget, augmentation schedule, SortaGrad,
+# checkpoint choice, intermediate CTC) that every preset of one family shares, so that
+# rows of RESULTS.md differ only in the model. Families: the CPU recipe (the default
+# preset and every model trained from scratch on the built-in corpus), the frozen-encoder
+# projectors (their own budget: a frozen base, no SpecAugment). The mini presets are
+# smoke tests, not results, and the GPU preset is alone in its family.
+RECIPE_KEYS = ("optim", "optim_conf", "scheduler", "scheduler_conf", "max_epoch", "batch_type",
+               "batch_bins", "accum_grad", "specaug_start_iter", "sortagrad_epochs",
+               "keep_nbest_models", "best_model_criterion")
+RECIPE_MODEL_KEYS = ("ctc_weight", "interctc_weight", "lid_weight")
+
+
+def _family(preset: Path) -> str:
+    name = preset.stem
+    if "mini" in name:
+        return "mini"
+    if name.startswith("train_frozen_"):
+        return "frozen"
+    if name.endswith("_gpu"):
+        return "gpu"
+    return "cpu"
+
+
+def _recipe(preset: Path) -> dict:
+    cfg = yaml.safe_load(preset.read_text(encoding="utf-8"))
+    out = {k: cfg.get(k) for k in RECIPE_KEYS}
+    out.update({f"model_conf.{k}": (cfg.get("model_conf") or {}).get(k) for k in RECIPE_MODEL_KEYS})
+    return out
+
+
+@pytest.mark.parametrize("family", ["cpu", "frozen"])
+def test_presets_of_a_family_share_one_training_recipe(family):
+    members = [p for p in PRESETS if _family(p) == family]
+    assert len(members) >= 2, f"family {family}: {members}"
+    ref = BASE_PRESET if family == "cpu" else members[0]
+    assert ref in members
+    want = _recipe(ref)
+    for p in members:
+        got = _recipe(p)
+        diff = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
+        assert not diff, f"{p.name} trains on another recipe than {ref.name}: {diff}"
+

@@ -124,3 +124,52 @@ def test_sortagrad_first_epochs_go_short_to_long_then_shuffle_as_stock(tmp_path,
         assert sorted(map(sorted, batches)) == sorted(map(sorted, _epoch_keys(stock, epoch)))
     assert _epoch_keys(sorta, 3) == _epoch_keys(stock, 3)
     assert _epoch_keys(stock, 1) != _epoch_keys(sorta, 1)  # stock shuffles epoch 1
+
+
+class FakeIterFactory:
+    def __init__(self, batches):
+        self.batches = batches
+
+    def build_iter(self, epoch, shuffle=None):
+        return [None] * self.batches
+
+
+def _tristage(max_steps):
+    from espnet2.schedulers.tristage_lr import TristageLR
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    return TristageLR(opt, max_steps=max_steps)
+
+
+def test_a_fixed_length_schedule_that_does_not_span_the_training_is_named():
+    from espnet_plugins.train.trainer import schedule_length_warning
+    opts = types.SimpleNamespace(max_epoch=8, accum_grad=1)
+    assert schedule_length_warning([_tristage(3152)], FakeIterFactory(394), opts) is None
+    assert schedule_length_warning([_tristage(3160)], FakeIterFactory(394), opts) is None  # within 2 %
+    msg = schedule_length_warning([_tristage(3152)], FakeIterFactory(200), opts)
+    assert "max_steps=3152" in msg and "8 epochs x 200 batches" in msg and "max_steps: 1600" in msg
+    assert "holds its final lr" not in msg and "before the end of its decay" in msg
+    msg = schedule_length_warning([_tristage(1000)], FakeIterFactory(394), opts)
+    assert "holds its final lr" in msg and "max_steps: 3152" in msg
+    # accum_grad divides the batches into updates
+    assert schedule_length_warning([_tristage(1576)], FakeIterFactory(394), types.SimpleNamespace(max_epoch=8, accum_grad=2)) is None
+
+
+def test_schedules_without_a_length_are_not_checked():
+    from espnet2.schedulers.warmup_lr import WarmupLR
+    from espnet_plugins.train.trainer import schedule_length_warning
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    opts = types.SimpleNamespace(max_epoch=8, accum_grad=1)
+    assert schedule_length_warning([WarmupLR(opt, warmup_steps=250), None], FakeIterFactory(5), opts) is None
+
+
+def test_the_default_preset_schedule_spans_the_default_corpus_training(lists):  # noqa: F811
+    """The preset's max_steps against its own max_epoch at the default corpus's 394 batches
+    an epoch (8 x 394 = 3152; bench/results/convergence json 'iters')."""
+    from espnet_plugins.train.trainer import schedule_length_warning
+    args = parse(BASE_PRESET, lists)
+    from espnet2.tasks.abs_task import scheduler_classes
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    sch = scheduler_classes[args.scheduler](opt, **args.scheduler_conf)
+    opts = MoETrainer.build_options(args)
+    assert schedule_length_warning([sch], FakeIterFactory(394), opts) is None
+    assert schedule_length_warning([sch], FakeIterFactory(300), opts) is not None

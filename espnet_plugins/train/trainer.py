@@ -13,6 +13,13 @@ checkpoint and the same N means the same point in the logs and in TensorBoard.
 :class:`espnet_plugins.train.sortagrad.SortaGradIterFactory`) orders the first N epochs'
 batches from short to long utterances.
 
+Schedule length: a scheduler that runs for a fixed number of updates (``tristagelr``'s
+``max_steps``, ``exponentialdecaywarmup``'s ``total_steps``) is checked at the start of
+training against ``max_epoch`` x the training iterator's batches / ``accum_grad``; a
+mismatch (another corpus size, ``batch_bins`` or ``max_epoch``) logs one warning with
+the value to set, since the schedule would otherwise end early (final lr held) or never
+reach its decay.
+
 Plateau warning: after each validation past ``--plateau_warn_iter`` training
 iterations, a valid ``cer_ctc`` still >= 95 % logs one warning line naming the usual
 causes, so an all-blank model never finishes silently (run.sh repeats it after stage 6).
@@ -35,6 +42,42 @@ class MoETrainerOptions(TrainerOptions):
     sortagrad_epochs: int = 0
 
 
+SCHEDULE_MESSAGE = (
+    "lr schedule length mismatch: scheduler_conf.{key}={have} but this training runs "
+    "{epochs} epochs x {batches} batches / accum_grad {accum} = {want} updates, so the "
+    "schedule {what}. Set scheduler_conf.{key}: {want} (the recipe's presets assume the "
+    "default corpus, conf/corpus.yaml)."
+)
+SCHEDULE_TOLERANCE = 0.02  # DDP or a changed fold may move the batch count by a few
+
+
+def planned_updates(train_iter_factory, max_epoch: int, accum_grad: int):
+    """Optimizer updates the training will make, from epoch 1's batch count (None if the
+    iterator factory cannot tell)."""
+    try:
+        batches = len(train_iter_factory.build_iter(1))
+    except (TypeError, AttributeError, NotImplementedError):
+        return None, None
+    return batches, max_epoch * batches // max(accum_grad, 1)
+
+
+def schedule_length_warning(schedulers, train_iter_factory, options):
+    """The warning line for a fixed-length lr schedule that does not span the training."""
+    for sch in schedulers:
+        key = next((k for k in ("max_steps", "total_steps") if isinstance(getattr(sch, k, None), int)), None)
+        if key is None:
+            continue
+        have = getattr(sch, key)
+        batches, want = planned_updates(train_iter_factory, options.max_epoch, options.accum_grad)
+        if want is None or abs(have - want) <= SCHEDULE_TOLERANCE * want:
+            continue
+        what = ("ends early and holds its final lr for the rest" if have < want
+                else "stops before the end of its decay")
+        return SCHEDULE_MESSAGE.format(key=key, have=have, epochs=options.max_epoch, batches=batches,
+                                       accum=options.accum_grad, want=want, what=what)
+    return None
+
+
 PLATEAU_CER = 0.95
 PLATEAU_MESSAGE = (
     "CTC is still on its blank plateau: valid cer_ctc={cer:.3f} after {iters} training "
@@ -47,7 +90,8 @@ PLATEAU_MESSAGE = (
 
 
 class MoETrainer(Trainer):
-    """ESPnet's :class:`Trainer` with ``--specaug_start_iter``."""
+    """ESPnet's :class:`Trainer` with ``--specaug_start_iter``, SortaGrad, the schedule
+    length check and the plateau warning."""
 
     @classmethod
     @typechecked
@@ -81,6 +125,17 @@ class MoETrainer(Trainer):
         )
 
     _train_iters = 0  # iterations finished by the last train_one_epoch (this process)
+
+    @classmethod
+    def run(cls, model, optimizers, schedulers, train_iter_factory, valid_iter_factory,
+            plot_attention_iter_factory, trainer_options, distributed_option) -> None:
+        warn = schedule_length_warning(schedulers, train_iter_factory, trainer_options)
+        if warn:
+            logging.warning(warn)
+        super().run(model=model, optimizers=optimizers, schedulers=schedulers,
+                    train_iter_factory=train_iter_factory, valid_iter_factory=valid_iter_factory,
+                    plot_attention_iter_factory=plot_attention_iter_factory,
+                    trainer_options=trainer_options, distributed_option=distributed_option)
 
     @classmethod
     def validate_one_epoch(cls, model, iterator, reporter, options, distributed_option) -> None:
