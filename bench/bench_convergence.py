@@ -31,6 +31,13 @@ made them is in both). A benchmark, not a test: one run is a full recipe trainin
     python bench/bench_convergence.py --name default --seeds 1 2 3 --jobs 3
     python bench/bench_convergence.py --name interctc_e1 --base bench/conf/convergence/previous_default.yaml \
         --variant bench/conf/convergence/interctc_e1.yaml --train_only
+
+An exit probe (``--train_only --stop_after_exit``, e.g. with the variant
+``bench/conf/convergence/epoch1.yaml``) stops each training as soon as its log establishes
+the exit, so a preset's exit on 3 seeds costs a fraction of an epoch each:
+
+    python bench/bench_convergence.py --name exit_blr_moe --base conf/train_blr_moe.yaml \
+        --variant bench/conf/convergence/epoch1.yaml --seeds 1 2 3 --train_only --stop_after_exit
 """
 from __future__ import annotations
 
@@ -41,6 +48,7 @@ import os
 import platform
 import re
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -140,6 +148,13 @@ def summarise(points, valid_cer: Dict[int, float], exit_ratio: float, accum_grad
     }
 
 
+def exit_in_log(log: Path, args, accum_grad: int) -> Optional[int]:
+    """The plateau exit iteration once the training log establishes it (else None)."""
+    if not log.exists():
+        return None
+    return parse_train_log(log, args.exit_ratio, accum_grad, args.plateau_ratio, args.exit_hold)["plateau_exit_iter"]
+
+
 def run_one(name: str, config: Path, seed: int, args) -> dict:
     tag = f"conv_{name}_s{seed}"
     exp = RECIPE / args.expdir / f"asr_{tag}"
@@ -154,24 +169,37 @@ def run_one(name: str, config: Path, seed: int, args) -> dict:
            "--results_md", str(exp / "RESULTS.md")]
     if args.test_sets:
         cmd += ["--test_sets", " ".join(args.test_sets)]
-    if not done.exists() and not args.report_only:
+    cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
+    accum = int(cfg.get("accum_grad", 1))
+    if not done.exists() and "stopped_after_exit" not in state and not args.report_only:
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         t0 = time.time()
         with open(exp / "bench_run.log", "a", encoding="utf-8") as log:
             log.write(f"# {shlex.join(cmd)}\n")
             log.flush()
-            proc = subprocess.run(cmd, cwd=RECIPE, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  timeout=args.timeout_s)
+            # own process group: --stop_after_exit stops run.sh and the training it started
+            proc = subprocess.Popen(cmd, cwd=RECIPE, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            while proc.poll() is None:
+                time.sleep(5 if args.stop_after_exit else 30)
+                exit_iter = exit_in_log(exp / "train.log", args, accum) if args.stop_after_exit else None
+                over = time.time() - t0 > args.timeout_s
+                if exit_iter is not None or over:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait()
+                    if exit_iter is not None:
+                        state["stopped_after_exit"] = exit_iter
+                        log.write(f"# stopped: plateau exit at iteration {exit_iter} (--stop_after_exit)\n")
         state["wall_s"] += time.time() - t0
         state_path.write_text(json.dumps(state))
-        if proc.returncode != 0:
+        if proc.returncode != 0 and "stopped_after_exit" not in state:
             return {"seed": seed, "error": f"run.sh exited {proc.returncode}; see {exp / 'bench_run.log'}"}
-    cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
     out = {"seed": seed, "exp": str(exp.relative_to(TOP)), "wall_s": round(state["wall_s"], 1)}
-    accum = int(cfg.get("accum_grad", 1))
     out.update(parse_tensorboard(exp, args.exit_ratio, accum, args.plateau_ratio, args.exit_hold)
                or parse_train_log(exp / "train.log", args.exit_ratio, accum, args.plateau_ratio, args.exit_hold))
-    if not done.exists():
+    if "stopped_after_exit" in state and not done.exists():
+        out["stopped"] = "stopped after the plateau exit, --stop_after_exit"
+    elif not done.exists():
         out["stopped"] = f"stopped with {len(out['valid_cer_per_epoch'])} of {cfg.get('max_epoch')} epochs done"
     sc = json.loads(scores.read_text(encoding="utf-8")) if scores.exists() else {"test_sets": {}}
     out["test_cer"] = {k: round(v["cer_pct"], 2) for k, v in sc["test_sets"].items()}
@@ -229,6 +257,9 @@ def main(argv=None) -> int:
     p.add_argument("--test_sets", nargs="*", default=None, help="default: every test set of the corpus")
     p.add_argument("--train_only", action="store_true",
                    help="stage 6 only (plateau exit and valid CER; no decoding)")
+    p.add_argument("--stop_after_exit", action="store_true",
+                   help="stop each training as soon as its log establishes the plateau exit "
+                        "(an exit probe: no validation, no decoding; the report marks the rows)")
     p.add_argument("--report_only", action="store_true",
                    help="run nothing: report what the runs' logs hold (e.g. runs stopped early)")
     p.add_argument("--timeout_s", type=float, default=3 * 3600)

@@ -29,3 +29,39 @@ def test_initial_noise_and_never_leaving():
     assert _exit([0.8, 0.9, 0.7]) is None            # never entered the plateau
     assert _exit([0.8, 0.0, 0.0, 0.3, 0.6, 0.7]) is None  # too few intervals to hold
     assert _exit([0.8, 0.0, 0.6, 0.7], exit_hold=2) == 19 * 3
+
+
+def test_stop_after_exit_stops_the_training_and_marks_the_row(tmp_path, monkeypatch):
+    """A fake run.sh logs one interval per 0.2 s and would run for a minute: the probe
+    must stop it once the exit is established and report the exit, not an error."""
+    recipe = tmp_path / "recipe"
+    (recipe / "exp").mkdir(parents=True)
+    ratios = [0.6, 0.0, 0.0, 0.3, 0.6, 0.7, 0.8] + [0.9] * 300
+    lines = "\n".join(f"[vm] 1epoch:train:{19 * i + 1}-{19 * (i + 1)}batch: loss=1.0, ctc_emission={r}"
+                      for i, r in enumerate(ratios))
+    (recipe / "lines.txt").write_text(lines + "\n")
+    script = recipe / "run.sh"
+    # the tag follows --tag; the exp dir is exp/asr_<tag>
+    script.write_text('#!/usr/bin/env bash\nwhile [ "$1" != --tag ]; do shift; done; log=exp/asr_$2/train.log\n'
+                      'while read -r l; do echo "$l" >> "$log"; sleep 0.2; done < lines.txt\n')
+    script.chmod(0o755)
+    config = tmp_path / "cfg.yaml"
+    config.write_text("max_epoch: 1\n")
+    monkeypatch.setattr(bench, "RECIPE", recipe)
+    monkeypatch.setattr(bench, "TOP", tmp_path)
+    args = bench.argparse.Namespace(train_only=True, test_sets=None, expdir="exp", report_only=False,
+                                    stop_after_exit=True, exit_ratio=0.5, plateau_ratio=0.1, exit_hold=3,
+                                    timeout_s=60)
+    t0 = bench.time.time()
+    row = bench.run_one("probe", config, 1, args)
+    assert bench.time.time() - t0 < 30           # stopped long before the 60 s the script runs
+    assert "error" not in row
+    assert row["plateau_exit_iter"] == 19 * 5
+    assert row["stopped"] == "stopped after the plateau exit, --stop_after_exit"
+    state = bench.json.loads((recipe / "exp" / "asr_conv_probe_s1" / "bench_state.json").read_text())
+    assert state["stopped_after_exit"] == 19 * 5
+    # a rerun does not train again
+    n = len((recipe / "exp" / "asr_conv_probe_s1" / "train.log").read_text().splitlines())
+    assert n < 60
+    assert bench.run_one("probe", config, 1, args)["plateau_exit_iter"] == 19 * 5
+    assert len((recipe / "exp" / "asr_conv_probe_s1" / "train.log").read_text().splitlines()) == n
