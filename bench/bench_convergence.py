@@ -180,16 +180,21 @@ def run_one(name: str, config: Path, seed: int, args) -> dict:
             # own process group: --stop_after_exit stops run.sh and the training it started
             proc = subprocess.Popen(cmd, cwd=RECIPE, env=env, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
-            while proc.poll() is None:
-                time.sleep(5 if args.stop_after_exit else 30)
+            deadline = t0 + args.timeout_s
+            while True:
+                try:  # returns as soon as run.sh ends; with --stop_after_exit, look at the log every 5 s
+                    proc.wait(timeout=5 if args.stop_after_exit else max(deadline - time.time(), 0.1))
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
                 exit_iter = exit_in_log(exp / "train.log", args, accum) if args.stop_after_exit else None
-                over = time.time() - t0 > args.timeout_s
-                if exit_iter is not None or over:
+                if exit_iter is not None or time.time() > deadline:
                     os.killpg(proc.pid, signal.SIGTERM)
                     proc.wait()
                     if exit_iter is not None:
                         state["stopped_after_exit"] = exit_iter
                         log.write(f"# stopped: plateau exit at iteration {exit_iter} (--stop_after_exit)\n")
+                    break
         state["wall_s"] += time.time() - t0
         state_path.write_text(json.dumps(state))
         if proc.returncode != 0 and "stopped_after_exit" not in state:

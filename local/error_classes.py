@@ -37,7 +37,7 @@ import jiwer  # noqa: E402
 
 from espnet_plugins.data.kaldi import read_map  # noqa: E402
 from espnet_plugins.text.normalize import normalize_text  # noqa: E402
-from score import SPACE_TOKEN, char_tokens, lang_group  # noqa: E402
+from score import SPACE_TOKEN, char_tokens, lang_group, read_decode_file  # noqa: E402
 
 CLASSES = {
     "word boundary": {SPACE_TOKEN},
@@ -68,14 +68,9 @@ def classify(refs: list[list[str]], hyps: list[list[str]]) -> list[collections.C
             r = ref[ch.ref_start_idx:ch.ref_end_idx]
             h = hyp[ch.hyp_start_idx:ch.hyp_end_idx]
             if ch.type == "substitute":
-                for a, b in zip(r, h):
-                    c[error_class(a, b)] += 1
-            elif ch.type == "delete":
-                for a in r:
-                    c[error_class(a)] += 1
-            elif ch.type == "insert":
-                for b in h:
-                    c[error_class(b)] += 1
+                c.update(error_class(a, b) for a, b in zip(r, h))
+            elif ch.type in ("delete", "insert"):
+                c.update(error_class(t) for t in r + h)  # one side is empty
         result.append(c)
     return result
 
@@ -84,11 +79,7 @@ def breakdown(data_dir: Path, decode_dir: Path) -> dict[str, dict]:
     """``{language group or 'overall': {'ref': n, 'errors': {class: n}}}``."""
     ref = read_map(data_dir / "text")
     langs = read_map(data_dir / "utt2lang")
-    hyp = {}
-    for line in (decode_dir / "text").read_text(encoding="utf-8").splitlines():
-        parts = line.split(maxsplit=1)
-        if parts:
-            hyp[parts[0]] = parts[1] if len(parts) > 1 else ""
+    hyp = read_decode_file(decode_dir / "text", ref, data_dir / "text")
     ids = sorted(ref)
     refs = [char_tokens(normalize_text(ref[u])) for u in ids]
     hyps = [char_tokens(normalize_text(hyp.get(u, ""))) for u in ids]

@@ -172,7 +172,6 @@ def test_preset_builds_and_trains_one_step(preset, lists, request):
             assert torch.equal(v, frontend_state[k]), f"frozen {k} changed"
 
 
-
 # The training recipe (optimizer, lr schedule, budget, augmentation schedule, SortaGrad,
 # checkpoint choice, intermediate CTC) that every preset of one family shares, so that
 # rows of RESULTS.md differ only in the model. Families: the CPU recipe (the default
@@ -214,4 +213,3 @@ def test_presets_of_a_family_share_one_training_recipe(family):
         got = _recipe(p)
         diff = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
         assert not diff, f"{p.name} trains on another recipe than {ref.name}: {diff}"
-
