@@ -18,6 +18,7 @@ stage=1
 stop_stage=100
 mini=false
 ngpu=0
+gpu_inference=false   # true: stage 8 decodes on the GPU (--ngpu 1 per decoding job), as ESPnet's asr.sh
 nj=2                  # parallel jobs for synthesis, stats and decoding (1 thread each)
 seed=1                # training seed (model init, batch order, dropout)
 corpus_seed=1         # corpus synthesis seed: the same data for every training seed
@@ -43,7 +44,7 @@ datadir=data
 dumpdir=dump
 expdir=exp
 results_md=           # stage 9 replaces its section here; default $expdir/RESULTS.md (the shipped RESULTS.md only when named)
-_options="base_exp results_md stage stop_stage mini ngpu nj seed corpus_seed corpus_config train_config inference_config tag token_type nbpe train_set valid_set test_sets adapt_set router_adapt_config allowed_langs prior_mode inference_model decode_router_adapt min_dur max_dur datadir dumpdir expdir"
+_options="base_exp results_md stage stop_stage mini ngpu gpu_inference nj seed corpus_seed corpus_config train_config inference_config tag token_type nbpe train_set valid_set test_sets adapt_set router_adapt_config allowed_langs prior_mode inference_model decode_router_adapt min_dur max_dur datadir dumpdir expdir"
 prev=
 for a in "$@"; do  # --mini true swaps the defaults below; explicit options still win
   case "$prev $a" in "--mini "*) mini=$a ;; *" --mini="*) mini=${a#--mini=} ;; esac; prev=$a
@@ -220,6 +221,10 @@ if run_stage 8; then
     log "no $decode_exp/$inference_model to decode; run $need first" >&2
     exit 1
   fi
+  case $gpu_inference in
+    false) inference_ngpu=0 ;; true) inference_ngpu=1 ;;
+    *) echo "--gpu_inference must be true or false, got '$gpu_inference'" >&2; exit 1 ;;
+  esac
   for s in $test_sets; do
     out=$decode_exp/decode_${inference_tag}/$s
     if [ -s "$out/text" ]; then log "$out/text exists, skipping"; continue; fi
@@ -227,7 +232,7 @@ if run_stage 8; then
     mkdir -p "$out/logdir"
     python local/split_keys.py --scp "$dumpdir/raw/$s/wav.scp" --nj "$nj" --out "$out/logdir/keys.JOB.scp"
     OMP_NUM_THREADS=1 $decode_cmd JOB=1:"$nj" "$out/logdir/decode.JOB.log" python -m espnet_plugins.bin.asr_inference \
-      --config "$inference_config" "${prior_opts[@]}" $(oracle_prior "$s") --asr_train_config "$decode_exp/config.yaml" \
+      --config "$inference_config" --ngpu "$inference_ngpu" "${prior_opts[@]}" $(oracle_prior "$s") --asr_train_config "$decode_exp/config.yaml" \
       --asr_model_file "$decode_exp/$inference_model" --data_path_and_name_and_type "$dumpdir/raw/$s/wav.scp,speech,sound" \
       --key_file "$out/logdir/keys.JOB.scp" --output_dir "$out/logdir/output.JOB"
     python local/merge_decode_dirs.py --out "$out" "$out"/logdir/output.*
