@@ -4,7 +4,9 @@
 # file; fails, naming the failed logs, if any job fails. cmd.sh may replace it by a
 # cluster launcher with the same calling convention (see local/slurm_jobs.sh).
 set -euo pipefail
-max_jobs=$(nproc)
+# nproc honours OMP_NUM_THREADS, which run.sh sets to 1 for each job's own threads: count
+# the cores without it, or every JOB=1:N array would run one job at a time.
+max_jobs=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 if [ "${1:-}" = "--max_jobs" ]; then max_jobs=$2; shift 2; fi
 if [[ ! "${1:-}" =~ ^JOB=([0-9]+):([0-9]+)$ ]]; then
   # Single job: run_jobs.sh <log> <cmd>...
