@@ -128,7 +128,7 @@ def test_decoding_the_router_augmented_model(moe_run):
                "--test_sets", "test_id")
     adapt = tmp / "exp" / "asr_mini_moe_router_adapt"
     dec = adapt / "decode_ctc_greedy" / "test_id"
-    assert f"decoding test_id -> {dec}" in log
+    assert f"decoding test_id -> {dec.parent} " in log
     ref = [line.split()[0] for line in _lines(tmp / "dump" / "raw" / "test_id" / "wav.scp")]
     assert [line.split()[0] for line in _lines(dec / "text")] == ref
     assert [line.split()[0] for line in _lines(dec / "lang")] == ref

@@ -2,6 +2,10 @@
 models ``lang`` (router LID), ``route_frac`` (share of frames per language expert) and
 ``smear_gate`` (SMEAR gate ḡ per utterance).
 
+``--sets_file`` decodes several data sets with one model load (run.sh: one process per
+job for all test sets, instead of one per job and set); each line is
+``<wav.scp> <key_file or -> <output_dir> [<utt2lang for --allowed_langs oracle*>]``.
+
 CTC greedy (batched) or CTC prefix beam search through :class:`Speech2Text`; any model
 config this package or stock ESPnet can build. ``--allowed_langs hi,mr`` applies a
 language prior (``--prior_mode hard`` = expert pruning, ``soft`` = bias).
@@ -18,10 +22,12 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--asr_train_config", required=True)
     p.add_argument("--asr_model_file", required=True)
-    p.add_argument("--data_path_and_name_and_type", action="append", required=True,
-                   help="e.g. dump/raw/test/wav.scp,speech,sound")
+    p.add_argument("--data_path_and_name_and_type", action="append",
+                   help="e.g. dump/raw/test/wav.scp,speech,sound (or --sets_file)")
     p.add_argument("--key_file", default=None, help="decode only these utterances (a split of wav.scp)")
-    p.add_argument("--output_dir", required=True)
+    p.add_argument("--output_dir", help="(or --sets_file)")
+    p.add_argument("--sets_file", default=None,
+                   help="decode several sets: lines '<wav.scp> <key_file or -> <output_dir> [<prior utt2lang>]'")
     p.add_argument("--batch_size", type=int, default=1)
     p.add_argument("--ngpu", type=int, default=0)
     p.add_argument("--num_workers", type=int, default=1)
@@ -53,7 +59,31 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(f"{args.config}: unknown options {unknown}")
         parser.set_defaults(**conf)
         args = parser.parse_args(argv)
+    if args.sets_file is None and (not args.data_path_and_name_and_type or not args.output_dir):
+        parser.error("give --data_path_and_name_and_type and --output_dir, or --sets_file")
+    if args.sets_file is not None and (args.data_path_and_name_and_type or args.output_dir or args.key_file):
+        parser.error("--sets_file names the data, keys and output of each set: drop --data_path_and_name_and_type, "
+                     "--key_file and --output_dir")
     return args
+
+
+def decode_sets(args) -> list:
+    """(data_path_and_name_and_type list, key_file, output_dir, prior utt2lang) per set."""
+    if args.sets_file is None:
+        return [(args.data_path_and_name_and_type, args.key_file, args.output_dir, args.prior_utt2lang)]
+    sets = []
+    with open(args.sets_file, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) not in (3, 4):
+                raise SystemExit(f"{args.sets_file}:{n}: expected '<wav.scp> <key_file or -> <output_dir> "
+                                 f"[<utt2lang>]', got {line.strip()!r}")
+            keys = None if fields[1] == "-" else fields[1]
+            prior = fields[3] if len(fields) == 4 else args.prior_utt2lang
+            sets.append(([f"{fields[0]},speech,sound"], keys, fields[2], prior))
+    return sets
 
 
 def main(argv=None) -> None:
@@ -61,17 +91,15 @@ def main(argv=None) -> None:
     logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     # Heavy imports after argument parsing: `--help` stays instant.
     import espnet_plugins  # noqa: F401
-    import numpy as np
-    import torch
 
     from espnet_plugins.inference.speech2text import Speech2Text
-    from espnet_plugins.tasks.asr import MoEASRTask
-    from espnet_plugins.utils.io import atomic_write_text
 
     device = "cuda" if args.ngpu > 0 else "cpu"
     oracle = args.allowed_langs in ("oracle", "oracle_wrong")
-    if oracle and (args.prior_utt2lang is None or args.batch_size != 1):
-        raise SystemExit("--allowed_langs oracle[_wrong] needs --prior_utt2lang and --batch_size 1")
+    sets = decode_sets(args)
+    if oracle and (any(prior is None for *_, prior in sets) or args.batch_size != 1):
+        raise SystemExit("--allowed_langs oracle[_wrong] needs --prior_utt2lang (or a sets file's 4th column) "
+                         "and --batch_size 1")
     try:
         s2t = Speech2Text(
             args.asr_train_config, args.asr_model_file, device=device, decoding=args.decoding_method,
@@ -82,19 +110,29 @@ def main(argv=None) -> None:
             s2t.check_language_prior_applies()
     except ValueError as e:  # a bad option (unknown language, prior mode ...): no traceback
         raise SystemExit(f"asr_inference: {e}")
-    utt_prior = _utterance_priors(args.prior_utt2lang, s2t.langs, args.allowed_langs == "oracle_wrong") if oracle else {}
+    for data, key_file, output_dir, prior_utt2lang in sets:
+        utt_prior = (_utterance_priors(prior_utt2lang, s2t.langs, args.allowed_langs == "oracle_wrong")
+                     if oracle else {})
+        _decode(args, s2t, data, key_file, Path(output_dir), utt_prior, device)
+
+
+def _decode(args, s2t, data, key_file, out: Path, utt_prior: dict, device: str) -> None:
+    import torch
+
+    from espnet_plugins.tasks.asr import MoEASRTask
+    from espnet_plugins.utils.io import atomic_write_text
+
     loader = MoEASRTask.build_streaming_iterator(
-        [tuple(x.split(",")) for x in args.data_path_and_name_and_type],
-        dtype="float32", batch_size=args.batch_size, key_file=args.key_file, num_workers=args.num_workers,
+        [tuple(x.split(",")) for x in data],
+        dtype="float32", batch_size=args.batch_size, key_file=key_file, num_workers=args.num_workers,
         preprocess_fn=None, collate_fn=MoEASRTask.build_collate_fn(argparse.Namespace(), False), inference=True,
     )
-    out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = {"text": [], "token": [], "lang": [], "route_frac": [], "smear_gate": []}
     audio_sec = decode_sec = 0.0
     fs = 16000  # dump/raw audio is 16 kHz (recipe stage 2 converts everything else)
     for keys, batch in loader:
-        if oracle:
+        if utt_prior:
             s2t.set_language_prior(utt_prior[keys[0]], args.prior_mode, args.soft_floor)
         t0 = time.perf_counter()
         results = s2t.batch(batch["speech"], batch["speech_lengths"])
@@ -117,7 +155,7 @@ def main(argv=None) -> None:
            "threads": torch.get_num_threads(), "device": device, "batch_size": args.batch_size,
            "decoding_method": args.decoding_method}
     (out / "rtf.json").write_text(json.dumps(rtf, indent=1))
-    logging.info(f"decoded {len(lines['text'])} utterances, RTF {rtf['rtf']}")
+    logging.info(f"decoded {len(lines['text'])} utterances into {out}, RTF {rtf['rtf']}")
 
 
 def _utterance_priors(utt2lang: str, langs, wrong: bool) -> dict:

@@ -213,7 +213,7 @@ inference_tag=$(basename "$inference_config" .yaml); inference_tag=${inference_t
 [ -n "$allowed_langs" ] && inference_tag=${inference_tag}_prior_${prior_mode}_${allowed_langs//,/}
 prior_opts=(); [ -n "$allowed_langs" ] && prior_opts=(--allowed_langs "$allowed_langs" --prior_mode "$prior_mode")
 # allowed_langs=oracle / oracle_wrong: each utterance's own (or a wrong) language as its prior
-oracle_prior() { case "$allowed_langs" in oracle*) echo --prior_utt2lang "$dumpdir/raw/$1/utt2lang" --batch_size 1 ;; esac; }
+# (stage 8 passes each set's utt2lang in its sets file and decodes one utterance at a time)
 
 if run_stage 8; then
   if [ ! -e "$decode_exp/$inference_model" ]; then
@@ -225,18 +225,33 @@ if run_stage 8; then
     false) inference_ngpu=0 ;; true) inference_ngpu=1 ;;
     *) echo "--gpu_inference must be true or false, got '$gpu_inference'" >&2; exit 1 ;;
   esac
+  # One decoding process per job for every test set (one model load each): job j decodes
+  # its share of each set's keys, listed in its sets file.
+  decode_dir=$decode_exp/decode_${inference_tag}
+  todo=()
   for s in $test_sets; do
-    out=$decode_exp/decode_${inference_tag}/$s
-    if [ -s "$out/text" ]; then log "$out/text exists, skipping"; continue; fi
-    log "decoding $s -> $out ($nj jobs)"
-    mkdir -p "$out/logdir"
-    python local/split_keys.py --scp "$dumpdir/raw/$s/wav.scp" --nj "$nj" --out "$out/logdir/keys.JOB.scp"
-    OMP_NUM_THREADS=1 $decode_cmd JOB=1:"$nj" "$out/logdir/decode.JOB.log" python -m espnet_plugins.bin.asr_inference \
-      --config "$inference_config" --ngpu "$inference_ngpu" "${prior_opts[@]}" $(oracle_prior "$s") --asr_train_config "$decode_exp/config.yaml" \
-      --asr_model_file "$decode_exp/$inference_model" --data_path_and_name_and_type "$dumpdir/raw/$s/wav.scp,speech,sound" \
-      --key_file "$out/logdir/keys.JOB.scp" --output_dir "$out/logdir/output.JOB"
-    python local/merge_decode_dirs.py --out "$out" "$out"/logdir/output.*
+    if [ -s "$decode_dir/$s/text" ]; then log "$decode_dir/$s/text exists, skipping"; else todo+=("$s"); fi
   done
+  if [ ${#todo[@]} -gt 0 ]; then
+    mkdir -p "$decode_dir/logdir"; rm -f "$decode_dir"/logdir/sets.*.txt
+    for s in "${todo[@]}"; do
+      out=$decode_dir/$s; mkdir -p "$out/logdir"
+      python local/split_keys.py --scp "$dumpdir/raw/$s/wav.scp" --nj "$nj" --out "$out/logdir/keys.JOB.scp"
+      prior=; case "$allowed_langs" in oracle*) prior=$dumpdir/raw/$s/utt2lang ;; esac
+      for j in $(seq "$nj"); do
+        echo "$dumpdir/raw/$s/wav.scp $out/logdir/keys.$j.scp $out/logdir/output.$j $prior" >> "$decode_dir/logdir/sets.$j.txt"
+      done
+    done
+    oracle_opts=(); case "$allowed_langs" in oracle*) oracle_opts=(--batch_size 1) ;; esac
+    log "decoding ${todo[*]} -> $decode_dir ($nj jobs)"
+    OMP_NUM_THREADS=1 $decode_cmd JOB=1:"$nj" "$decode_dir/logdir/decode.JOB.log" python -m espnet_plugins.bin.asr_inference \
+      --config "$inference_config" --ngpu "$inference_ngpu" "${prior_opts[@]}" "${oracle_opts[@]}" \
+      --asr_train_config "$decode_exp/config.yaml" --asr_model_file "$decode_exp/$inference_model" \
+      --sets_file "$decode_dir/logdir/sets.JOB.txt"
+    for s in "${todo[@]}"; do
+      python local/merge_decode_dirs.py --out "$decode_dir/$s" "$decode_dir/$s"/logdir/output.*
+    done
+  fi
 fi
 
 if run_stage 9; then
