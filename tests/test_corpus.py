@@ -145,7 +145,7 @@ def test_default_config_loads_with_all_conditions():
     assert cfg.seed == 7
     assert sorted(cfg.languages) == ["hi", "mr", "ta", "te"]
     assert {s.condition for s in cfg.splits.values()} == {
-        "clean", "ood_voice", "noise", "telephone", "reverb", "code_switch"}
+        "clean", "ood_voice", "noise", "telephone", "bandlimit", "reverb", "code_switch"}
     assert cfg.splits["adapt_ood"].transcripts is False
 
 
@@ -243,11 +243,33 @@ def test_conditions_and_generators(corpus):
     test_id_gen = _read(root, "test_id", "utt2gen")
     test_id_text = _read(root, "test_id", "text")
     for split, suffix in (("test_ood_noise", "+noise:pink:20dB"), ("test_ood_tel", "+tel:8000Hz:300-3400Hz:ulaw"),
-                          ("test_ood_reverb", "+reverb:50")):
+                          ("test_ood_band", "+band:16000Hz:50-6000Hz"), ("test_ood_reverb", "+reverb:50")):
         for utt, gen in _read(root, split, "utt2gen").items():
             ref = utt.replace(split, "test_id")
             assert gen == test_id_gen[ref] + suffix
             assert _read(root, split, "text")[utt] == test_id_text[ref]
+
+
+def _high_band_share(path: str, above_hz: float) -> float:
+    import numpy as np
+
+    with wave.open(path) as w:
+        x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
+    power = np.abs(np.fft.rfft(x)) ** 2
+    freqs = np.fft.rfftfreq(x.size, 1 / 16000)
+    return float(power[freqs > above_hz].sum() / power.sum())
+
+
+def test_band_limits_remove_the_high_band(corpus):
+    """bandlimit keeps 50-6000 Hz at 16 kHz, the telephone 300-3400 Hz at 8 kHz: the power
+    above each upper edge (plus the filter's transition) is gone compared with test_id."""
+    _, root, _ = corpus
+    clean = read_map(root / "a/data/test_id/wav.scp")
+    for split, edge in (("test_ood_band", 6300.0), ("test_ood_tel", 3800.0)):
+        for utt, path in list(read_map(root / "a/data" / split / "wav.scp").items())[:3]:
+            ref = _high_band_share(clean[utt.replace(split, "test_id")], edge)
+            assert ref > 1e-4, "the clean speech has power in the band the condition removes"
+            assert _high_band_share(path, edge) < 0.01 * ref, (split, utt)
 
 
 def test_code_switch_split(corpus):

@@ -2,7 +2,7 @@
 
 Why synthesise: the recipe must run end to end on a fresh machine without network access,
 and the mismatch conditions the MoE methods are meant to handle (unseen voices, noise,
-telephone band, reverberation, code-switching) must be available as *separately scored*
+telephone band, a milder band limit, reverberation, code-switching) must be available as *separately scored*
 test sets of graded difficulty.  Everything is deterministic from one seed: every random
 choice is drawn from an RNG derived from ``(seed, purpose, split/text group, language,
 index)``, so the output is byte-identical for any number of worker processes.
@@ -70,7 +70,7 @@ logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FINGERPRINT = ".corpus_fingerprint"  # in each split dir: config_fingerprint() of its config
 SAMPLE_RATE = 16000
-CONDITIONS = ("clean", "ood_voice", "noise", "telephone", "reverb", "code_switch")
+CONDITIONS = ("clean", "ood_voice", "noise", "telephone", "bandlimit", "reverb", "code_switch")
 # Unicode blocks per script; a text is kept only if all its letters are in its language's
 # script, which drops Latin words, digits in any script and stray characters that a
 # synthesiser would read out in an unpredictable way.
@@ -187,6 +187,8 @@ class CorpusConfig:
     ood_voice: OodVoiceSpec = field(default_factory=OodVoiceSpec)
     noise: NoiseSpec = field(default_factory=NoiseSpec)
     telephone: TelephoneSpec = field(default_factory=TelephoneSpec)
+    # a milder channel than the telephone: a band limit at the training sample rate, no codec
+    bandlimit: TelephoneSpec = field(default_factory=lambda: TelephoneSpec(SAMPLE_RATE, 50, 6000, False))
     reverb: ReverbSpec = field(default_factory=ReverbSpec)
     code_switch: CodeSwitchSpec = field(default_factory=CodeSwitchSpec)
     splits: dict[str, SplitSpec] = field(default_factory=dict)
@@ -457,7 +459,7 @@ class Voice:
 @dataclass(frozen=True)
 class Effect:
     """A channel effect applied after synthesis: noise (level = SNR dB) or reverb (level =
-    reverberance %) or telephone (level unused)."""
+    reverberance %) or telephone / bandlimit (level unused)."""
 
     kind: str
     level: float
@@ -470,7 +472,8 @@ class Effect:
         if self.kind == "reverb":
             return f"+reverb:{self.level:g}"
         s = self.spec
-        return f"+tel:{s.sample_rate}Hz:{s.low_hz}-{s.high_hz}Hz" + (":ulaw" if s.mulaw else "")
+        kind = "band" if self.kind == "bandlimit" else "tel"
+        return f"+{kind}:{s.sample_rate}Hz:{s.low_hz}-{s.high_hz}Hz" + (":ulaw" if s.mulaw else "")
 
 
 @dataclass(frozen=True)
@@ -581,6 +584,8 @@ def plan_split(cfg: CorpusConfig, name: str, pools: dict[str, dict[str, list[str
                     effect = Effect("reverb", effect_rng.choice(cfg.reverb.reverberance), cfg.reverb)
                 elif spec.condition == "telephone":
                     effect = Effect("telephone", 0.0, cfg.telephone)
+                elif spec.condition == "bandlimit":
+                    effect = Effect("bandlimit", 0.0, cfg.bandlimit)
                 plans.append(make(lang, voice.tag, i, [lang], [group[lang][i]], [voice], effect))
     return sorted(plans, key=lambda p: p.utt_id.encode("utf-8"))
 
@@ -723,7 +728,7 @@ def _apply_effect(x: np.ndarray, effect: Effect, rng: np.random.Generator) -> np
                    ["pad", "0", str(s.tail_s), "reverb", str(effect.level), str(s.hf_damping),
                     str(s.room_scale), "100", str(s.pre_delay_ms), "0"])
         return np.frombuffer(out, dtype="<f4").astype(np.float32)
-    s = effect.spec  # telephone: band-limit, 8 kHz (optionally mu-law), back to 16 kHz
+    s = effect.spec  # telephone / bandlimit: band-limit, resample (optionally mu-law), back to 16 kHz
     narrow = ["-t", "raw", "-c", "1", "-r", str(s.sample_rate)] + (
         ["-e", "u-law", "-b", "8"] if s.mulaw else ["-e", "floating-point", "-b", "32"])
     coded = _sox(x.tobytes(), [*_F32, *rate], narrow, ["sinc", f"{s.low_hz}-{s.high_hz}", "rate", str(s.sample_rate)])
