@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 TOP = Path(__file__).resolve().parents[1]
-SETS = ["test_id", "test_cs", "test_ood_noise", "test_ood_reverb", "test_ood_tel", "test_ood_band", "test_ood_voice"]
+SETS = ["test_id", "test_cs", "test_ood_noise", "test_ood_reverb", "test_ood_tel", "test_ood_band", "test_ood_voice", "test_ood_variant"]
 
 
 def fmt(x, nd=1):

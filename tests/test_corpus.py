@@ -145,7 +145,7 @@ def test_default_config_loads_with_all_conditions():
     assert cfg.seed == 7
     assert sorted(cfg.languages) == ["hi", "mr", "ta", "te"]
     assert {s.condition for s in cfg.splits.values()} == {
-        "clean", "ood_voice", "noise", "telephone", "bandlimit", "reverb", "code_switch"}
+        "clean", "ood_voice", "ood_variant", "noise", "telephone", "bandlimit", "reverb", "code_switch"}
     assert cfg.splits["adapt_ood"].transcripts is False
 
 
@@ -239,6 +239,15 @@ def test_conditions_and_generators(corpus):
             assert gen == "festival:hindi_NSK_diphone", gen
         else:  # hi has a festival voice; a broken one falls back to unseen espeak variants
             assert gen == "festival:hindi_NSK_diphone" or any(v in gen for v in ood_variants), gen
+    # the milder voice condition: unseen espeak variants in every language, festival or not
+    variant_gen = _read(root, "test_ood_variant", "utt2gen")
+    assert {u.split("-")[0] for u in variant_gen} == set(cfg.languages)
+    for utt, gen in variant_gen.items():
+        assert gen.startswith("espeak:") and any(v in gen for v in ood_variants), gen
+    # ... with test_id's texts, index by index (utterance ids end in <lang>-...-<index>)
+    by_index = {(u.split("-")[0], u.split("-")[-1]): t for u, t in _read(root, "test_id", "text").items()}
+    for utt, text in _read(root, "test_ood_variant", "text").items():
+        assert text == by_index[(utt.split("-")[0], utt.split("-")[-1])]
     # channel conditions are test_id plus the effect: same texts, same voices
     test_id_gen = _read(root, "test_id", "utt2gen")
     test_id_text = _read(root, "test_id", "text")

@@ -48,8 +48,8 @@ def test_all_stages_produce_their_outputs(mini_run):
     tmp, log = mini_run
     exp = tmp / "exp" / "asr_mini"
     test_sets = sorted(p.name for p in (tmp / "data").glob("test_*"))
-    assert {"test_id", "test_ood_voice", "test_ood_noise", "test_ood_tel", "test_ood_band", "test_ood_reverb",
-            "test_cs"} <= set(test_sets)
+    assert {"test_id", "test_ood_voice", "test_ood_variant", "test_ood_noise", "test_ood_tel", "test_ood_band",
+            "test_ood_reverb", "test_cs"} <= set(test_sets)
     assert _lines(tmp / "data" / "lang_list") == ["hi", "mr", "ta", "te"]
     assert (tmp / "exp" / "asr_stats_char" / "train" / "feats_stats.npz").exists()
     assert (exp / "valid.loss.ave.pth").exists() and (exp / "packed.zip").stat().st_size > 0

@@ -2,7 +2,7 @@
 
 Why synthesise: the recipe must run end to end on a fresh machine without network access,
 and the mismatch conditions the MoE methods are meant to handle (unseen voices, noise,
-telephone band, a milder band limit, reverberation, code-switching) must be available as *separately scored*
+unseen voice variants, telephone band, a milder band limit, reverberation, code-switching) must be available as *separately scored*
 test sets of graded difficulty.  Everything is deterministic from one seed: every random
 choice is drawn from an RNG derived from ``(seed, purpose, split/text group, language,
 index)``, so the output is byte-identical for any number of worker processes.
@@ -59,6 +59,7 @@ __all__ = [
     "aspell_words",
     "build_text_pools",
     "resolve_ood_voices",
+    "unseen_espeak_voices",
     "plan_split",
     "synthesize_utterance",
     "synthesize_split",
@@ -70,7 +71,7 @@ logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FINGERPRINT = ".corpus_fingerprint"  # in each split dir: config_fingerprint() of its config
 SAMPLE_RATE = 16000
-CONDITIONS = ("clean", "ood_voice", "noise", "telephone", "bandlimit", "reverb", "code_switch")
+CONDITIONS = ("clean", "ood_voice", "ood_variant", "noise", "telephone", "bandlimit", "reverb", "code_switch")
 # Unicode blocks per script; a text is kept only if all its letters are in its language's
 # script, which drops Latin words, digits in any script and stray characters that a
 # synthesiser would read out in an unpredictable way.
@@ -508,6 +509,14 @@ def _espeak_variants() -> set[str]:
     return {m.group(1) for m in re.finditer(r"!v/(\S+)", listing)}
 
 
+def unseen_espeak_voices(cfg: CorpusConfig, lang: str) -> list[Voice]:
+    """The espeak variants unseen in training, at every configured OOD speed and pitch: the
+    voices of the ood_variant condition, and of ood_voice where festival is not used."""
+    ood = cfg.ood_voice
+    return [Voice("espeak", f"{cfg.languages[lang].espeak}+{v}", s, p)
+            for v in ood.espeak_variants for s in ood.speeds for p in ood.pitches]
+
+
 def resolve_ood_voices(cfg: CorpusConfig, pools: dict[str, dict[str, list[str]]]) -> dict[str, list[Voice]]:
     """Candidate OOD voices per language: its festival voice if configured and working,
     otherwise the unseen espeak variants at every configured speed and pitch.
@@ -516,11 +525,7 @@ def resolve_ood_voices(cfg: CorpusConfig, pools: dict[str, dict[str, list[str]]]
     logged and replaced (the replacement also shows in utt2gen).
     """
     ood = cfg.ood_voice
-    espeak_fallback = {
-        lang: [Voice("espeak", f"{spec.espeak}+{v}", s, p)
-               for v in ood.espeak_variants for s in ood.speeds for p in ood.pitches]
-        for lang, spec in cfg.languages.items()
-    }
+    espeak_fallback = {lang: unseen_espeak_voices(cfg, lang) for lang in cfg.languages}
     result = {}
     for lang in sorted(cfg.languages):
         festival = cfg.languages[lang].festival
@@ -574,6 +579,8 @@ def plan_split(cfg: CorpusConfig, name: str, pools: dict[str, dict[str, list[str
             for i in range(spec.utts_per_lang):
                 if spec.condition == "ood_voice":
                     voice = _rng(cfg.seed, "ood_voice", spec.text, lang, i).choice(ood_voices[lang])
+                elif spec.condition == "ood_variant":
+                    voice = _rng(cfg.seed, "ood_variant", spec.text, lang, i).choice(unseen_espeak_voices(cfg, lang))
                 else:
                     voice = _in_domain_voice(cfg, _rng(cfg.seed, "voice", spec.text, lang, i), lang)
                 effect_rng = _rng(cfg.seed, "effect", name, lang, i)
