@@ -4,7 +4,9 @@
 Reads ``bench/results/convergence/<name>.json`` for each ``--names`` entry (made by
 ``bench/bench_convergence.py``) and writes one markdown table, variant x seed: plateau exit
 (update), valid CER per epoch, test CER per set, wall time; then the per-variant mean of
-the exit and of each test set's CER. Nothing is trained here.
+the exit and of each test set's CER. ``--plot x.png`` also draws every seed's CER per test
+set and variant (the seed spread next to the differences between variants). Nothing is
+trained here.
 
     python bench/convergence_study.py --names default wu150_sa400_e8 sortagrad_sa400_e8 \\
         interctc_e1 interctc_sortagrad_sa400_e8 --out bench/results/convergence/study.md
@@ -34,16 +36,18 @@ def main(argv=None) -> int:
     p.add_argument("--names", nargs="+", required=True)
     p.add_argument("--dir", default=str(TOP / "bench" / "results" / "convergence"))
     p.add_argument("--out", required=True)
+    p.add_argument("--plot", default=None, help="PNG: CER per seed, one panel per test set")
     args = p.parse_args(argv)
     head = ["variant", "seed", "exit (update)", "valid CER % per epoch"] + [s.replace("test_", "") for s in SETS] + ["wall min"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     summary = ["| variant | exit (update), per seed | " + " | ".join(s.replace("test_", "") for s in SETS) + " |",
                "|" + "---|" * (2 + len(SETS))]
-    commands = []
+    commands, per_seed = [], {}
     for name in args.names:
         report = json.loads((Path(args.dir) / f"{name}.json").read_text(encoding="utf-8"))
         commands.append(f"- `{name}`: `{report['meta']['command']}`")
         runs = [r for r in report["runs"] if "error" not in r]
+        per_seed[name] = {r["seed"]: r["test_cer"] for r in runs if r.get("test_cer")}
         for r in runs:
             epochs = " / ".join(fmt(c) for c in r["valid_cer_per_epoch"]) or "–"
             if r.get("stopped"):
@@ -58,8 +62,49 @@ def main(argv=None) -> int:
                       " from the reports below (CER in %, greedy CTC; mean ± sd over seeds).", "",
                       *summary, "", *lines, "", "Reports (each made by its command):", *commands]) + "\n"
     Path(args.out).write_text(text, encoding="utf-8")
+    if args.plot:
+        plot(per_seed, args.plot, " ".join(sys.argv[1:] if argv is None else argv))
     print(text)
     return 0
+
+
+def plot(per_seed: dict, path: str, command: str) -> None:
+    """One panel per test set: each variant's CER per seed (dots) and mean (bar)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n, seeds in per_seed.items() if seeds]
+    sets = [s for s in SETS if any(s in cer for n in names for cer in per_seed[n].values())]
+    cols = 4
+    rows = (len(sets) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    markers = "os^Dv<>p"
+    for ax, test in zip(axes.flat, sets):
+        for x, name in enumerate(names):
+            values = [(seed, cer[test]) for seed, cer in sorted(per_seed[name].items()) if cer.get(test) is not None]
+            if not values:
+                continue
+            ax.bar(x, statistics.mean(v for _, v in values), color="0.85", width=0.6)
+            for seed, v in values:
+                ax.plot(x + 0.08 * (seed - 2), v, markers[(seed - 1) % len(markers)], color=f"C{seed - 1}",
+                        label=f"seed {seed}")
+        ax.set_title(test)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=30, ha="right", fontsize=7)
+        ax.set_ylabel("CER %")
+    for ax in list(axes.flat)[len(sets):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    fig.legend(unique.values(), unique.keys(), loc="upper right")
+    import textwrap
+
+    title = textwrap.fill(f"CER per seed (bars: mean); python bench/convergence_study.py {command}", 150)
+    fig.suptitle(title, fontsize=8, x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 0.93, 0.93))
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

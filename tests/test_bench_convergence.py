@@ -65,3 +65,22 @@ def test_stop_after_exit_stops_the_training_and_marks_the_row(tmp_path, monkeypa
     assert n < 60
     assert bench.run_one("probe", config, 1, args)["plateau_exit_iter"] == 19 * 5
     assert len((recipe / "exp" / "asr_conv_probe_s1" / "train.log").read_text().splitlines()) == n
+
+
+def test_study_table_and_seed_plot(tmp_path):
+    """convergence_study.py: one row per seed, mean ± sd per variant, a PNG of every seed."""
+    import json
+
+    spec = importlib.util.spec_from_file_location(
+        "convergence_study", Path(__file__).resolve().parents[1] / "bench" / "convergence_study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    for name, cers in (("a", [5.0, 6.0, 7.0]), ("b", [4.0, 4.0, 4.0])):
+        runs = [{"seed": s + 1, "plateau_exit_update": 190, "valid_cer_per_epoch": [9.0, cer - 1], "wall_s": 60.0,
+                 "test_cer": {"test_id": cer, "test_ood_band": 2 * cer}} for s, cer in enumerate(cers)]
+        (tmp_path / f"{name}.json").write_text(json.dumps({"meta": {"command": f"cmd {name}"}, "runs": runs}))
+    out, png = tmp_path / "study.md", tmp_path / "seeds.png"
+    assert study.main(["--names", "a", "b", "--dir", str(tmp_path), "--out", str(out), "--plot", str(png)]) == 0
+    text = out.read_text()
+    assert "| a | 190 / 190 / 190 | 6.0 ± 1.0 |" in text and "| b | 3 | 190 | 9.0 / 3.0 | 4.0 |" in text
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
