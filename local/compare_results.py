@@ -15,7 +15,7 @@ EXP_A's and the parameter counts from ``EXP_DIR/config.yaml``
 + ``valid.loss.ave.pth``. Columns: parameters (total / active per frame: one expert per
 frame in BLR/LR-MoE expert layers, one merged expert for SMEAR, k for hard top-k, all for
 the dense ensemble), CER per language and overall on ``test_id`` and on the pooled
-``test_ood_*`` sets (counts summed over the four conditions), WER overall, LID accuracy,
+``test_ood_*`` sets (counts summed over every condition the run was decoded on), WER overall, LID accuracy,
 ``test_cs`` CER, and the greedy-decoding RTF on ``test_id``. Test sets a row was not decoded
 on show ``-``. ``--relative A|B|claim`` adds relative CER/WER changes of A against B (negative
 = A better) next to the claim a paper makes. The section is replaced on rerun
@@ -298,7 +298,7 @@ def main(argv=None) -> str:
         f"## {TAG}", "",
         f"- date: `{env['date']}`; hardware: {env['hardware']}; software: {env['software']}",
         "- command: `local/compare_results.py " + " ".join(f"'{x}'" for x in (argv or sys.argv[1:])) + "`",
-        "- CER / WER in %, micro-averaged; OOD = test_ood_voice + _noise + _reverb + _tel pooled; "
+        "- CER / WER in %, micro-averaged; OOD = every test_ood_* set of the run pooled; "
         "LID = router's utterance language (models without a router: -); RTF = greedy CTC on test_id"
         + ("; read from the stage-9 sections of " + a.from_results_md + " (params total = every tensor "
            "in the checkpoint, BatchNorm statistics included, as their `model size`)" if a.from_results_md else ""),
