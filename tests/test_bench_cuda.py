@@ -21,7 +21,7 @@ def _workdir(tmp_path):
 
 
 def test_checks_pass_on_a_healthy_model_and_fail_on_a_nan_weight(tmp_path):
-    model, args, _ = bench.build(ROOT / "conf" / "train_mini_smear_blr_moe.yaml", _workdir(tmp_path))
+    model, args = bench.build(ROOT / "conf" / "train_mini_smear_blr_moe.yaml", _workdir(tmp_path))
     b = bench.make_batch(2, 1.0, 0, "cpu")
     assert int(b["speech_lengths"][-1]) == 12800 and int((b["text"][-1] == -1).sum()) > 0  # padding
     ag = bench.agreement(model, b, 1e-4, "cpu")
