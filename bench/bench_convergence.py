@@ -38,6 +38,12 @@ the exit, so a preset's exit on 3 seeds costs a fraction of an epoch each:
 
     python bench/bench_convergence.py --name exit_blr_moe --base conf/train_blr_moe.yaml \
         --variant bench/conf/convergence/epoch1.yaml --seeds 1 2 3 --train_only --stop_after_exit
+
+A projector on a frozen encoder trains on each seed's own base model (its stage 5 first):
+
+    ./run.sh --stage 5 --stop_stage 5 --train_config conf/train_frozen_smear.yaml --base_exp exp/asr_conv_tristage_e9_s1
+    python bench/bench_convergence.py --name acc_frozen_smear --base conf/train_frozen_smear.yaml \
+        --base_exp 'exp/asr_conv_tristage_e9_s{seed}' --seeds 1 2 3
 """
 from __future__ import annotations
 
@@ -169,6 +175,8 @@ def run_one(name: str, config: Path, seed: int, args) -> dict:
            "--results_md", str(exp / "RESULTS.md")]
     if args.test_sets:
         cmd += ["--test_sets", " ".join(args.test_sets)]
+    if args.base_exp:  # frozen-encoder configs: each seed on the same seed's base model
+        cmd += ["--base_exp", args.base_exp.format(seed=seed)]
     cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
     accum = int(cfg.get("accum_grad", 1))
     if not done.exists() and "stopped_after_exit" not in state and not args.report_only:
@@ -260,6 +268,9 @@ def main(argv=None) -> int:
     p.add_argument("--exit_hold", type=int, default=3, help="consecutive logged intervals in range")
     p.add_argument("--expdir", default="exp")
     p.add_argument("--test_sets", nargs="*", default=None, help="default: every test set of the corpus")
+    p.add_argument("--base_exp", default=None,
+                   help="frozen-encoder configs: run.sh's --base_exp, '{seed}' replaced by the seed "
+                        "(e.g. exp/asr_conv_tristage_e9_s{seed}); its stage 5 must have run")
     p.add_argument("--train_only", action="store_true",
                    help="stage 6 only (plateau exit and valid CER; no decoding)")
     p.add_argument("--stop_after_exit", action="store_true",

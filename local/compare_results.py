@@ -1,30 +1,36 @@
 #!/usr/bin/env python3
-"""One accuracy table of every trained variant, from the ``scores.json`` stage 9 wrote.
+"""The accuracy table: every model, mean ± sd over its seeds, from the ``scores.json`` stage 9 wrote.
 
-    local/compare_results.py --results_md RESULTS.md \\
-        --row "dense conformer=exp/asr_dense_conformer" \\
-        --row "BLR-MoE (v,o)=exp/asr_blr_moe" \\
-        --row "BLR-MoE + correct prior (hard)=exp/asr_blr_moe:ctc_greedy_prior_hard_oracle" \\
-        --relative "BLR-MoE (v,o)|LR-MoE|paper: better than LR-MoE, most in mismatched domains"
+    local/compare_results.py --results_md RESULTS.md --data_root dump/raw --ood_exclude test_ood_tel \\
+        --row "dense conformer=exp/asr_dense_s1+exp/asr_dense_s2+exp/asr_dense_s3" \\
+        --row "LR-MoE=exp/asr_lr_moe_s1+exp/asr_lr_moe_s2+exp/asr_lr_moe_s3" \\
+        --row "BLR-MoE=exp/asr_blr_moe_s1+exp/asr_blr_moe_s2+exp/asr_blr_moe_s3" \\
+        --row "BLR-MoE + correct prior (hard)=exp/asr_blr_moe_s1:ctc_greedy_prior_hard_oracle" \\
+        --relative "BLR-MoE|LR-MoE|all=-16.09,ood=-19.09,id=-3.98|BLR-MoE paper, Table 2"
 
-A row is ``label=EXP_DIR[:DECODE_TAG]`` (default tag ``ctc_greedy``); its figures come from
-``EXP_DIR/decode_<tag>/scores.json``. ``label=EXP_A+EXP_B[:TAG]`` pools runs (e.g. seeds):
-their error counts are summed, i.e. the rates are the mean over the runs weighted by
-reference length (the same test sets, so a plain mean), RTF is the mean; parameters are
-EXP_A's and the parameter counts from ``EXP_DIR/config.yaml``
-+ ``valid.loss.ave.pth``. Columns: parameters (total / active per frame: one expert per
-frame in BLR/LR-MoE expert layers, one merged expert for SMEAR, k for hard top-k, all for
-the dense ensemble), CER per language and overall on ``test_id`` and on the pooled
-``test_ood_*`` sets (counts summed over every condition the run was decoded on), WER overall, LID accuracy,
-``test_cs`` CER, and the greedy-decoding RTF on ``test_id``. Test sets a row was not decoded
-on show ``-``. ``--relative A|B|claim`` adds relative CER/WER changes of A against B (negative
-= A better) next to the claim a paper makes. The section is replaced on rerun
-(``local/score.py``'s markers); hand-written text around it is kept.
+A row is ``label=EXP_DIR[+EXP_DIR...][:DECODE_TAG]`` (default tag ``ctc_greedy``), one exp
+dir per training seed; its figures come from ``EXP_DIR/decode_<tag>/scores.json``. Each cell
+is the mean ± sd (sample sd) over the row's runs of that run's rate. Columns: seeds,
+parameters (total / active per frame: one expert per frame in BLR/LR-MoE expert layers, one
+merged expert for SMEAR, k for hard top-k, all for the dense ensemble; from the first run's
+``config.yaml`` + ``valid.loss.ave.pth``), CER and WER on ``test_id``, CER on each
+``test_ood_*`` set (one column per mismatched condition) and on all of them pooled
+(``--ood_exclude`` leaves sets out of the pool), ``test_cs`` CER, LID accuracy on test_id and
+pooled OOD, and the greedy-decoding RTF on ``test_id``. Test sets a row was not decoded on
+show ``-``.
+
+``--relative A|B|SCOPE[=PCT],...|TEXT`` compares row A with row B on each scope (``id``,
+``ood``, ``all`` = id + ood, or a test set's name): the relative CER change (negative = A
+better) with, given ``--data_root``, a bootstrap over seeds and utterances
+(``local/significance.py``: 95 % interval, one-sided p) and a verdict on the claimed PCT.
+The section is replaced on rerun (``local/score.py``'s markers); hand-written text around
+it is kept.
 
 Exp dirs are not kept in git; ``--from_results_md RESULTS.md`` rebuilds the same table from
 the stage-9 sections of RESULTS.md (error counts from their sclite-style tables, LID from
 the rounded percentages, parameters from ``model size`` and the run's config), so anyone
-can regenerate it from a clone; rows then name runs as in the headings: ``label=blr_moe``,
+can regenerate it from a clone (relative changes then without a bootstrap, which needs
+the hypotheses); rows then name runs as in the headings: ``label=blr_moe``,
 ``label=blr_moe+blr_moe_seed2``, ``label=blr_moe:ctc_greedy_prior_hard_oracle``.
 """
 from __future__ import annotations
@@ -33,6 +39,7 @@ import argparse
 import inspect
 import json
 import re
+import statistics
 import sys
 from pathlib import Path
 from typing import Optional
@@ -200,59 +207,154 @@ def load_runs(exps: tuple[Path, ...], tag: str) -> list[dict]:
     return [json.loads((exp / f"decode_{tag}" / "scores.json").read_text())["test_sets"] for exp in exps]
 
 
-def row_figures(exps: tuple[Path, ...], tag: str) -> dict:
-    runs = load_runs(exps, tag)
+def _mean_sd(values: list) -> str:
+    """``mean ± sd`` over runs (sample sd), the value alone for one run, ``-`` for none."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
-    def pooled(name_ok) -> Optional[dict]:
-        sets = [v for scores in runs for k, v in scores.items() if name_ok(k)]
-        return _pool(sets) if sets else None
 
-    fig = {"id": pooled(lambda k: k == "test_id"), "ood": pooled(lambda k: k.startswith("test_ood_")),
-           "cs": pooled(lambda k: k == "test_cs")}
-    rtfs = [(scores.get("test_id") or {}).get("rtf", {}).get("rtf") for scores in runs]
-    rtfs = [r for r in rtfs if r is not None]
-    fig["rtf"] = sum(rtfs) / len(rtfs) if rtfs else None
+def ood_sets(runs: list[dict], exclude: tuple[str, ...] = ()) -> list[str]:
+    """The ``test_ood_*`` sets of the runs, in the order scores.json lists them."""
+    names: list[str] = []
+    for scores in runs:
+        names += [k for k in scores if k.startswith("test_ood_") and k not in names and k not in exclude]
+    return names
+
+
+def run_figures(scores: dict, ood_pool: list[str]) -> dict:
+    """One run's rates (%): CER/WER per test set, ``ood`` = ``ood_pool`` pooled, LID, RTF."""
+    fig: dict = {"cer": {}, "wer": {}, "id_lang": {}}
+    for name, part in scores.items():
+        fig["cer"][name], fig["wer"][name] = _rate(part, "chars"), _rate(part, "words")
+    pool = [scores[k] for k in ood_pool if k in scores]
+    ood = _pool(pool) if pool else {}
+    fig["cer"]["ood"], fig["wer"]["ood"] = _rate(ood, "chars"), _rate(ood, "words")
+    test_id = scores.get("test_id") or {}
+    fig["id_lang"] = {lang: _rate(part, "chars") for lang, part in test_id.get("per_lang", {}).items()}
+    fig["lid_id"], fig["lid_ood"] = _lid(test_id), _lid(ood)
+    fig["rtf"] = test_id.get("rtf", {}).get("rtf")
     return fig
 
 
-def table(rows: list[tuple[str, tuple[Path, ...], str]], params: dict) -> str:
-    head = (["model", "params M (total / active)"]
-            + [f"ID {lang}" for lang in LANGS] + ["ID CER", "ID WER"]
-            + [f"OOD {lang}" for lang in LANGS] + ["OOD CER", "OOD WER"]
-            + ["LID ID", "LID OOD", "cs CER", "RTF"])
+def row_figures(exps: tuple[Path, ...], tag: str, ood_exclude: tuple[str, ...] = ()) -> dict:
+    """Per-run figures of a row (one run per seed) and the OOD sets they cover."""
+    runs = load_runs(exps, tag)
+    pool = ood_sets(runs, ood_exclude)
+    return {"runs": [run_figures(scores, pool) for scores in runs], "ood_sets": ood_sets(runs)}
+
+
+def table(rows: list[tuple[str, tuple[Path, ...], str]], params: dict,
+          ood_exclude: tuple[str, ...] = ()) -> str:
+    """The comparison: one row per model, each cell the mean ± sd over the row's runs."""
+    figs = {label: row_figures(exps, tag, ood_exclude) for label, exps, tag in rows}
+    conditions: list[str] = []
+    for f in figs.values():
+        conditions += [k for k in f["ood_sets"] if k not in conditions]
+    head = (["model", "seeds", "params M (total / active)", "test_id CER", "test_id WER"]
+            + [k.removeprefix("test_ood_") for k in conditions] + ["OOD pooled", "cs", "LID ID", "LID OOD", "RTF"])
     lines = ["|" + "|".join(head) + "|", "|" + "|".join("---" for _ in head) + "|"]
     for label, exps, tag in rows:
-        f = row_figures(exps, tag)
+        runs = figs[label]["runs"]
         total, active = params[exps[0]]
-        cells = [label, f"{total:.2f} / {active:.2f}"]
-        for key in ("id", "ood"):
-            part = f[key] or {}
-            cells += [_fmt(_rate(part.get("per_lang", {}).get(lang, {}), "chars")) for lang in LANGS]
-            cells += [_fmt(_rate(part, "chars")), _fmt(_rate(part, "words"))]
-        cells += [_fmt(_lid(f["id"] or {})), _fmt(_lid(f["ood"] or {})), _fmt(_rate(f["cs"] or {}, "chars")),
-                  _fmt(f["rtf"], 4)]
+        cells = [label, str(len(runs)), f"{total:.2f} / {active:.2f}",
+                 _mean_sd([r["cer"].get("test_id") for r in runs]), _mean_sd([r["wer"].get("test_id") for r in runs])]
+        cells += [_mean_sd([r["cer"].get(k) for r in runs]) for k in conditions]
+        cells += [_mean_sd([r["cer"]["ood"] for r in runs]), _mean_sd([r["cer"].get("test_cs") for r in runs]),
+                  _mean_sd([r["lid_id"] for r in runs]), _mean_sd([r["lid_ood"] for r in runs])]
+        rtfs = [r["rtf"] for r in runs if r["rtf"] is not None]
+        cells.append(_fmt(statistics.mean(rtfs), 4) if rtfs else "-")
         lines.append("|" + "|".join(cells) + "|")
     return "\n".join(lines) + "\n"
 
 
-def relative_table(specs: list[str], rows: dict[str, tuple[tuple[Path, ...], str]]) -> str:
-    lines = ["|A vs B|ID CER|OOD CER|ID WER|OOD WER|what the paper claims|", "|---|---|---|---|---|---|"]
+def language_table(rows: list[tuple[str, tuple[Path, ...], str]]) -> str:
+    """test_id CER per language, mean ± sd over the row's runs."""
+    lines = ["|model|" + "|".join(LANGS) + "|", "|---|" + "|".join("---" for _ in LANGS) + "|"]
+    for label, exps, tag in rows:
+        runs = row_figures(exps, tag)["runs"]
+        lines.append(f"|{label}|" + "|".join(_mean_sd([r["id_lang"].get(lang) for r in runs]) for lang in LANGS) + "|")
+    return "\n".join(lines) + "\n"
+
+
+def scope_sets(scope: str, available: list[str], ood_exclude: tuple[str, ...]) -> list[str]:
+    """Test sets a claim's scope covers: ``id`` (test_id), ``ood`` (every test_ood_* set but
+    the excluded), ``all`` (both), or one test set's name."""
+    ood = [k for k in available if k.startswith("test_ood_") and k not in ood_exclude]
+    sets = {"id": ["test_id"], "ood": ood, "all": ["test_id"] + ood}.get(scope, [scope])
+    missing = [k for k in sets if k not in available]
+    if missing or not sets:
+        raise ValueError(f"scope {scope!r}: test sets {missing or sets} were not decoded by both systems")
+    return sets
+
+
+def parse_claim(spec: str) -> tuple[str, str, dict[str, Optional[float]], str]:
+    """``A|B|SCOPE=PCT,SCOPE[=PCT]...|TEXT`` -> (A, B, {scope: claimed % or None}, text)."""
+    parts = spec.split("|")
+    if len(parts) < 3:
+        raise ValueError(f"--relative {spec!r}: expected A|B|SCOPE[=PCT],...[|TEXT], e.g. "
+                         "'BLR-MoE|LR-MoE|all=-16.09,ood=-19.09,id=-3.98|BLR-MoE paper'")
+    scopes: dict[str, Optional[float]] = {}
+    for item in parts[2].split(","):
+        scope, eq, pct = item.strip().partition("=")
+        scopes[scope] = float(pct) if eq else None
+    return parts[0], parts[1], scopes, "|".join(parts[3:])
+
+
+def relative_table(specs: list[str], rows: dict[str, tuple[tuple[Path, ...], str]], data_root: Optional[Path],
+                   ood_exclude: tuple[str, ...] = (), resamples: int = 1000) -> str:
+    """Relative CER change of A against B per scope; with ``data_root`` (exp dirs, not
+    RESULTS.md) a bootstrap over seeds and utterances gives its 95 % interval, p-value and
+    the verdict on the claimed change (``local/significance.py``); without, the point value."""
+    import numpy as np
+    from significance import relative_change, utterance_errors, verdict
+
+    lines = ["|A vs B|test sets|CER A|CER B|A vs B (95 % interval)|p(A not better)|claimed|verdict|source|",
+             "|---|---|---|---|---|---|---|---|---|"]
     for spec in specs:
-        a, b, claim = (spec.split("|") + [""])[:3]
-        fa, fb = row_figures(*rows[a]), row_figures(*rows[b])
-        cells = [f"{a} vs {b}"]
-        for unit in ("chars", "words"):
-            for key in ("id", "ood"):
-                ra, rb = _rate(fa[key] or {}, unit), _rate(fb[key] or {}, unit)
-                cells.append("-" if ra is None or rb is None else f"{100 * (ra - rb) / rb:+.1f} %")
-        lines.append("|" + "|".join(cells + [claim]) + "|")
+        a, b, scopes, text = parse_claim(spec)
+        (exps_a, tag_a), (exps_b, tag_b) = rows[a], rows[b]
+        runs_a, runs_b = load_runs(exps_a, tag_a), load_runs(exps_b, tag_b)
+        available = [k for k in runs_a[0] if all(k in r for r in runs_a + runs_b)]
+        for scope, claimed in scopes.items():
+            sets = scope_sets(scope, available, ood_exclude)
+            claimed_cell = "-" if claimed is None else f"{claimed:+.2f} %"
+            if data_root is None:
+                cer = [100 * sum(r[k]["chars"]["err"] for r in runs for k in sets)
+                       / sum(r[k]["chars"]["ref"] for r in runs for k in sets) for runs in (runs_a, runs_b)]
+                rel = f"{100 * (cer[0] - cer[1]) / cer[1]:+.1f} %"
+                cells = [f"{cer[0]:.2f}", f"{cer[1]:.2f}", rel, "-", claimed_cell, "- (no bootstrap from RESULTS.md)"]
+            else:
+                errs_a, errs_b, refs = [], [], []
+                for k in sets:
+                    ea, ref = utterance_errors(data_root / k, [e / f"decode_{tag_a}" / k for e in exps_a])
+                    eb, _ = utterance_errors(data_root / k, [e / f"decode_{tag_b}" / k for e in exps_b])
+                    errs_a.append(ea), errs_b.append(eb), refs.append(ref)
+                res = relative_change(np.concatenate(errs_a, 1), np.concatenate(errs_b, 1),
+                                      np.concatenate(refs), resamples)
+                cells = [f"{res['cer_a']:.2f}", f"{res['cer_b']:.2f}",
+                         f"{res['relative_pct']:+.1f} % ({res['ci95'][0]:+.1f}, {res['ci95'][1]:+.1f})",
+                         f"{res['p_a_not_better']:.3f}", claimed_cell, verdict(res, claimed)]
+            lines.append("|" + "|".join([f"{a} vs {b}", scope] + cells + [text]) + "|")
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> str:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--row", action="append", required=True, metavar="LABEL=EXP_DIR[+EXP_DIR...][:DECODE_TAG]")
-    p.add_argument("--relative", action="append", default=[], metavar="A|B|CLAIM")
+    p.add_argument("--relative", action="append", default=[], metavar="A|B|SCOPE[=PCT],...[|TEXT]",
+                   help="relative CER change of row A against row B on each scope (id, ood, all or a test "
+                        "set), next to the change a paper claims (PCT, in %%) and its source (TEXT)")
+    p.add_argument("--data_root", type=Path, default=None,
+                   help="references of the test sets (e.g. dump/raw): --relative then bootstraps over seeds "
+                        "and utterances (local/significance.py) and gives each claim a verdict")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap draws per --relative scope")
+    p.add_argument("--ood_exclude", default="", help="comma-separated test_ood_* sets left out of the pooled "
+                   "OOD column and the 'ood'/'all' scopes (e.g. a condition every model fails: test_ood_tel)")
+    p.add_argument("--per_lang", action="store_true", help="add a table of test_id CER per language")
     p.add_argument("--results_md", help="replace the comparison section in this RESULTS.md")
     p.add_argument("--note", default="", help="text placed under the tables")
     p.add_argument("--from_results_md", metavar="RESULTS.md",
@@ -282,6 +384,10 @@ def main(argv=None) -> str:
         rows.append((label, exps, tag))
     by_label = {label: (exp, tag) for label, exp, tag in rows}
     for spec in a.relative:
+        try:
+            parse_claim(spec)
+        except ValueError as e:
+            p.error(str(e))
         for name in spec.split("|")[:2]:
             if name not in by_label:
                 p.error(f"--relative {spec!r}: {name!r} is not a --row label")
@@ -292,21 +398,29 @@ def main(argv=None) -> str:
             params[exps[0]] = param_counts_from_section(section, a.langs.split(","))
         elif exps[0] not in params:
             params[exps[0]] = param_counts(exps[0])
+    ood_exclude = tuple(x for x in a.ood_exclude.split(",") if x)
     env = environment(None)
     text = "\n".join([
         _marker(TAG, "begin"),
         f"## {TAG}", "",
         f"- date: `{env['date']}`; hardware: {env['hardware']}; software: {env['software']}",
         "- command: `local/compare_results.py " + " ".join(f"'{x}'" for x in (argv or sys.argv[1:])) + "`",
-        "- CER / WER in %, micro-averaged; OOD = every test_ood_* set of the run pooled; "
-        "LID = router's utterance language (models without a router: -); RTF = greedy CTC on test_id"
+        "- CER / WER in %; each cell the mean ± sd over the row's seeds (one run: its value); "
+        "a condition column = that test_ood_* set; OOD pooled = every test_ood_* set"
+        + (f" but {', '.join(ood_exclude)}" if ood_exclude else "") + " pooled per seed; "
+        "LID = router's utterance language (models without a router: -); RTF = greedy CTC on test_id, "
+        "mean over seeds"
         + ("; read from the stage-9 sections of " + a.from_results_md + " (params total = every tensor "
            "in the checkpoint, BatchNorm statistics included, as their `model size`)" if a.from_results_md else ""),
-        "", table(rows, params).rstrip("\n"),
+        "", table(rows, params, ood_exclude).rstrip("\n"),
     ])
+    if a.per_lang:
+        text += "\n\ntest_id CER per language:\n\n" + language_table(rows).rstrip("\n")
     if a.relative:
-        text += "\n\nRelative change of A against B (negative: A has fewer errors):\n\n" + relative_table(
-            a.relative, by_label).rstrip("\n")
+        data_root = None if "results_md" in _SOURCE else a.data_root
+        text += ("\n\nRelative CER change of A against B (negative: A has fewer errors; each system's CER "
+                 "is the mean over its seeds):\n\n" + relative_table(
+                     a.relative, by_label, data_root, ood_exclude, a.resamples).rstrip("\n"))
     if a.note:
         text += "\n\n" + a.note.strip()
     text += f"\n{_marker(TAG, 'end')}\n"

@@ -238,7 +238,7 @@ def _fake_scores(exp: Path, id_chars, ood_chars) -> None:
     (exp / "decode_ctc_greedy" / "scores.json").write_text(json.dumps({"test_sets": sets}))
 
 
-def test_compare_results_pools_ood_sets_and_computes_relative_changes(tmp_path):
+def test_compare_results_mean_and_sd_over_seeds_per_condition(tmp_path):
     spec = importlib.util.spec_from_file_location("compare_results", ROOT / "local" / "compare_results.py")
     compare = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(compare)
@@ -246,15 +246,48 @@ def test_compare_results_pools_ood_sets_and_computes_relative_changes(tmp_path):
     _fake_scores(a, (100, 10), [(100, 20), (300, 40)])  # OOD pooled: 60 / 400 = 15 %
     _fake_scores(b, (100, 20), [(100, 30), (300, 50)])  # OOD pooled: 80 / 400 = 20 %
     text = compare.table([("A", (a,), "ctc_greedy"), ("B", (b,), "ctc_greedy")], {a: (6.0, 3.8), b: (3.6, 3.6)})
-    row_a = next(line for line in text.splitlines() if line.startswith("|A|")).split("|")
-    assert row_a[2] == "6.00 / 3.80" and row_a[3] == "10.0" and row_a[7] == "10.0"  # ID hi, ID CER
-    assert row_a[9] == row_a[13] == "15.0" and row_a[15] == "90.0" and row_a[16] == "50.0" and row_a[18] == "0.0200"
-    rel = compare.relative_table(["A|B|paper: better"], {"A": ((a,), "ctc_greedy"), "B": ((b,), "ctc_greedy")})
-    assert "|A vs B|-50.0 %|-25.0 %|" in rel and rel.rstrip().endswith("paper: better|")
-    # two seeds pooled: error counts summed -> ID (10 + 20) / 200 = 15 %, OOD 140 / 800 = 17.5 %
-    text = compare.table([("mean of A and B", (a, b), "ctc_greedy")], {a: (6.0, 3.8)})
-    row = next(line for line in text.splitlines() if line.startswith("|mean of A and B|")).split("|")
-    assert row[7] == "15.0" and row[13] == "17.5" and row[15] == "90.0" and row[18] == "0.0200"
+    header = next(line for line in text.splitlines() if line.startswith("|model|")).split("|")
+    assert header[6:9] == ["noise", "tel", "OOD pooled"]
+    row_a = dict(zip(header, next(line for line in text.splitlines() if line.startswith("|A|")).split("|")))
+    assert row_a["seeds"] == "1" and row_a["params M (total / active)"] == "6.00 / 3.80"
+    assert row_a["test_id CER"] == "10.0" and row_a["noise"] == "20.0" and row_a["tel"] == "13.3"
+    assert row_a["OOD pooled"] == "15.0" and row_a["LID ID"] == "90.0" and row_a["LID OOD"] == "50.0"
+    assert row_a["cs"] == "-" and row_a["RTF"] == "0.0200"
+    # two seeds: each cell the mean ± sample sd of the runs' rates (not pooled counts)
+    text = compare.table([("AB", (a, b), "ctc_greedy")], {a: (6.0, 3.8)}, ood_exclude=("test_ood_tel",))
+    row = dict(zip(header, next(line for line in text.splitlines() if line.startswith("|AB|")).split("|")))
+    assert row["seeds"] == "2" and row["test_id CER"] == "15.0 ± 7.1" and row["noise"] == "25.0 ± 7.1"
+    assert row["OOD pooled"] == "25.0 ± 7.1"  # tel left out of the pool: noise alone
+    assert compare.language_table([("AB", (a, b), "ctc_greedy")]).splitlines()[2] == "|AB|15.0 ± 7.1|-|-|-|"
+    rel = compare.relative_table(["A|B|id=-50,ood|paper: better"], {"A": ((a,), "ctc_greedy"), "B": ((b,), "ctc_greedy")},
+                                 data_root=None)
+    assert "|A vs B|id|10.00|20.00|-50.0 %|-|-50.00 %|" in rel and "|A vs B|ood|15.00|20.00|-25.0 %|" in rel
+    assert rel.rstrip().endswith("paper: better|")
+    with pytest.raises(ValueError, match="test_ood_x"):
+        compare.scope_sets("test_ood_x", ["test_id", "test_ood_noise"], ())
+    assert compare.parse_claim("A|B|all=-16.09,ood|t") == ("A", "B", {"all": -16.09, "ood": None}, "t")
+
+
+def test_compare_results_bootstraps_claims_from_decode_dirs(tmp_path):
+    """With the hypotheses (--data_root), a claim gets an interval and a verdict."""
+    compare = _compare_module()
+    refs = {f"u{i}": "अबक खगघ" for i in range(12)}
+    for name in ("test_id", "test_ood_noise"):
+        _write(tmp_path / "dump" / name / "text", [f"{u} {t}" for u, t in refs.items()])
+    for exp, wrong in (("exp_a1", 1), ("exp_a2", 1), ("exp_b1", 4), ("exp_b2", 5)):
+        for name in ("test_id", "test_ood_noise"):
+            hyp = [f"{u} {'x' * wrong}{t[wrong:]}" for u, t in refs.items()]
+            _write(tmp_path / exp / "decode_ctc_greedy" / name / "text", hyp)
+            d = {"chars": {"ref": 96, "err": 12 * wrong}, "words": {"ref": 24, "err": 12}}
+        (tmp_path / exp / "decode_ctc_greedy" / "scores.json").write_text(
+            json.dumps({"test_sets": {"test_id": d, "test_ood_noise": d}}))
+    rows = {"A": ((tmp_path / "exp_a1", tmp_path / "exp_a2"), "ctc_greedy"),
+            "B": ((tmp_path / "exp_b1", tmp_path / "exp_b2"), "ctc_greedy")}
+    rel = compare.relative_table(["A|B|all=-10,id=-78|paper"], rows, tmp_path / "dump", resamples=200)
+    all_row = next(line for line in rel.splitlines() if line.startswith("|A vs B|all|")).split("|")
+    assert all_row[3:5] == ["14.29", "64.29"]  # 1 vs 4.5 (mean of the seeds) of 7 chars per utterance
+    assert all_row[5].startswith("-77.8 %") and all_row[6] == "0.000"
+    assert "A better; the claimed -10.0 % is outside the 95 % interval" in all_row[8]
 
 
 def test_training_curves_parse_espnet_epoch_lines(tmp_path):
@@ -299,11 +332,13 @@ def test_compare_results_reads_back_what_stage_9_wrote_to_results_md(sets):
             for lang, part in want["per_lang"].items():
                 assert back[name]["per_lang"][lang][unit] == {"err": part[unit]["err"], "ref": part[unit]["ref"]}
     assert back["t1"]["lid"] == {"correct": 3, "total": 5} and "lid" not in back["t2"]
+    want_cer = out["test_sets"]["t1"]["chars"]["err"] / out["test_sets"]["t1"]["chars"]["ref"]
     assert back["t1"]["rtf"] == {"rtf": 0.2} and "hi+te" in back["t1"]["per_lang"]
-    # the table built from RESULTS.md: t1 is no test_id/test_ood set, so only cs/ID columns stay empty
+    # the table built from RESULTS.md: t1 is no test_id/test_ood set, so the ID and OOD cells stay empty
     compare._SOURCE["results_md"] = sections
-    fig = compare.row_figures((Path("run1"),), "ctc_greedy")
-    assert fig["id"] is None and fig["rtf"] is None
+    (fig,) = compare.row_figures((Path("run1"),), "ctc_greedy")["runs"]
+    assert fig["cer"]["t1"] == pytest.approx(100 * want_cer) and fig["cer"]["ood"] is None
+    assert fig["cer"].get("test_id") is None and fig["rtf"] is None
 
 
 def test_compare_results_active_parameters_from_the_runs_config():
