@@ -42,7 +42,7 @@ def test_stop_after_exit_stops_the_training_and_marks_the_row(tmp_path, monkeypa
     (recipe / "lines.txt").write_text(lines + "\n")
     script = recipe / "run.sh"
     # the tag follows --tag; the exp dir is exp/asr_<tag>
-    script.write_text('#!/usr/bin/env bash\nwhile [ "$1" != --tag ]; do shift; done; log=exp/asr_$2/train.log\n'
+    script.write_text('#!/usr/bin/env bash\necho "$@" > args.txt\nwhile [ "$1" != --tag ]; do shift; done; log=exp/asr_$2/train.log\n'
                       'while read -r l; do echo "$l" >> "$log"; sleep 0.2; done < lines.txt\n')
     script.chmod(0o755)
     config = tmp_path / "cfg.yaml"
@@ -51,12 +51,13 @@ def test_stop_after_exit_stops_the_training_and_marks_the_row(tmp_path, monkeypa
     monkeypatch.setattr(bench, "TOP", tmp_path)
     args = bench.argparse.Namespace(train_only=True, test_sets=None, expdir="exp", report_only=False,
                                     stop_after_exit=True, exit_ratio=0.5, plateau_ratio=0.1, exit_hold=3,
-                                    timeout_s=60)
+                                    timeout_s=60, base_exp="exp/asr_base_s{seed}")
     t0 = bench.time.time()
     row = bench.run_one("probe", config, 1, args)
     assert bench.time.time() - t0 < 30           # stopped long before the 60 s the script runs
     assert "error" not in row
     assert row["plateau_exit_iter"] == 19 * 5
+    assert "--seed 1 " in (recipe / "args.txt").read_text() and "--base_exp exp/asr_base_s1" in (recipe / "args.txt").read_text()
     assert row["stopped"] == "stopped after the plateau exit, --stop_after_exit"
     state = bench.json.loads((recipe / "exp" / "asr_conv_probe_s1" / "bench_state.json").read_text())
     assert state["stopped_after_exit"] == 19 * 5
