@@ -69,6 +69,29 @@ def test_output_equals_base_encoder_and_size(base):
     assert out_lens.tolist() == ref_lens.tolist()
 
 
+def test_cache_encodes_each_training_utterance_once(base):
+    _, config, checkpoint = base
+    frontend = FrozenEncoderFrontend(config, checkpoint, cache=True).train()
+    encoded = []
+    encode = frontend.asr_model.encode
+    frontend.asr_model.encode = lambda x, n: (encoded.append(n.tolist()), encode(x, n))[1]
+    wav, lengths = speech()
+    first, first_lens = frontend(wav, lengths)
+    # the same utterances in the other order, with a new one: only the new one is encoded
+    torch.manual_seed(2)
+    new = torch.randn(1, 3200)
+    batch = torch.stack([torch.cat([wav[1, :2400], torch.zeros(800)]), wav[0], new[0]])
+    out, out_lens = frontend(batch, torch.tensor([2400, 3200, 3200]))
+    assert encoded == [[3200, 2400], [3200]]
+    assert out_lens.tolist() == [first_lens[1], first_lens[0], first_lens[0]]
+    torch.testing.assert_close(out[0, : first_lens[1]], first[1, : first_lens[1]])
+    torch.testing.assert_close(out[1], first[0])
+    assert not out[0, first_lens[1]:].any()  # padded with zeros
+    frontend.eval()  # decoding never reads or fills the cache
+    frontend(new, torch.tensor([3200]))
+    assert len(encoded) == 3 and len(frontend._cache) == 3
+
+
 def test_stays_frozen_and_in_eval_under_parent_train(base):
     _, config, checkpoint = base
     frontend = FrozenEncoderFrontend(config, checkpoint)

@@ -1,4 +1,5 @@
 """A trained ESPnet ASR encoder, frozen, used as the frontend of another model."""
+import hashlib
 import importlib.util
 import logging
 from pathlib import Path
@@ -80,6 +81,13 @@ class FrozenEncoderFrontend(AbsFrontend):
         asr_model_file: Its checkpoint (``*.pth``), or None to build without weights.
         fs: Sampling rate of the input (ESPnet's recipes pass it to every frontend);
             must match the base model's.
+        cache: In training mode, keep each utterance's encoder output (keyed by a hash
+            of its samples) so that later epochs skip the frozen forward; memory grows
+            by the training set's encoder outputs (T' x D floats per utterance). An
+            output is the one computed in the batch the utterance first came in: a base
+            encoder whose convolutions see the batch padding (the stock ESPnet
+            conformer) gives slightly different outputs in another batch, so a cached
+            run is not bit-identical to an uncached one. Eval mode never caches.
     """
 
     @typechecked
@@ -88,8 +96,11 @@ class FrozenEncoderFrontend(AbsFrontend):
         asr_train_config: Union[str, Path],
         asr_model_file: Optional[Union[str, Path]] = None,
         fs: Union[int, str] = 16000,
+        cache: bool = False,
     ):
         super().__init__()
+        self.cache = cache
+        self._cache: dict = {}
         # Imported here: espnet_plugins.tasks.asr imports this module to register it.
         if importlib.util.find_spec("espnet_plugins.tasks.asr") is not None:
             from espnet_plugins.tasks.asr import MoEASRTask as task
@@ -143,6 +154,28 @@ class FrozenEncoderFrontend(AbsFrontend):
         self, input: torch.Tensor, input_lengths: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Waveform [B, L] -> (encoder output [B, T', D], lengths [B])."""
+        if not (self.cache and self.training):
+            return self._encode(input, input_lengths)
+        keys = [
+            hashlib.blake2b(
+                input[i, : int(n)].detach().cpu().numpy().tobytes(), digest_size=16
+            ).digest()
+            for i, n in enumerate(input_lengths)
+        ]
+        missing = [i for i, k in enumerate(keys) if k not in self._cache]
+        if missing:
+            idx = torch.tensor(missing, device=input.device)
+            lens = input_lengths[idx]
+            out, out_lens = self._encode(input[idx, : int(lens.max())], lens)
+            for j, i in enumerate(missing):
+                self._cache[keys[i]] = out[j, : int(out_lens[j])].clone()
+        feats = [self._cache[k] for k in keys]
+        lengths = torch.tensor([f.size(0) for f in feats], device=input_lengths.device)
+        return torch.nn.utils.rnn.pad_sequence(feats, batch_first=True), lengths
+
+    def _encode(
+        self, input: torch.Tensor, input_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             encoder_out, encoder_out_lens = self.asr_model.encode(input, input_lengths)
         if isinstance(encoder_out, tuple):  # interCTC: (final, intermediates)
