@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from score import _marker, environment, update_results_md  # noqa: E402
 
 LANGS = ("hi", "mr", "ta", "te")
-TAG = "comparison of every variant"
+TAG = "Accuracy table"
 
 
 def _pool(sets: list[dict]) -> dict:

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The accuracy table of RESULTS.md and its plot, from the exp dirs of the accuracy trainings
+# (bench/bench_convergence.py --name <row> ..., seeds 1-3; the decode-time rows: the
+# ./run.sh --stage 8 commands in RESULTS.md). A row is listed only when all its seeds are
+# scored; the claims only when both of their rows are.
+#
+#   bench/accuracy_table.sh                      # print the table
+#   bench/accuracy_table.sh --results_md RESULTS.md   # and replace its section there
+#   seeds=1 bench/accuracy_table.sh              # a preview from seed 1 alone
+set -euo pipefail
+cd "$(dirname "$0")/../egs/indic_synth/asr1"
+E=exp/asr_conv
+seeds=${seeds:-1 2 3}
+
+rows=(); labels=()
+add_row() {  # label, exp name (conv_<name>_s<seed>), [exp suffix], [decode tag]
+  local label=$1 name=$2 suffix=${3:-} tag=${4:-ctc_greedy} dirs=()
+  for s in $seeds; do
+    [ -f "${E}_${name}_s${s}${suffix}/decode_${tag}/scores.json" ] || return 0
+    dirs+=("${E}_${name}_s${s}${suffix}")
+  done
+  rows+=(--row "$label=$(IFS=+; echo "${dirs[*]}"):$tag"); labels+=("$label")
+}
+add_row "dense conformer" tristage_e9
+add_row "control: our blocks, no experts" acc_blr_moe_no_experts
+add_row "LR-MoE" acc_lr_moe
+add_row "LR-MoE + router augmentation" acc_lr_moe _router_adapt
+add_row "BLR-MoE (V,O)" acc_blr_moe
+add_row "BLR-MoE + router augmentation" acc_blr_moe _router_adapt
+add_row "BLR-MoE, correct prior, hard" acc_blr_moe "" ctc_greedy_prior_hard_oracle
+add_row "BLR-MoE, correct prior, soft" acc_blr_moe "" ctc_greedy_prior_soft_oracle
+add_row "BLR-MoE, wrong prior, hard" acc_blr_moe "" ctc_greedy_prior_hard_oracle_wrong
+add_row "BLR-MoE, wrong prior, soft" acc_blr_moe "" ctc_greedy_prior_soft_oracle_wrong
+
+claims=()
+has_row() { local l; for l in "${labels[@]}"; do [ "$l" = "$1" ] && return 0; done; return 1; }
+add_claim() {  # A, B, scopes, source
+  has_row "$1" && has_row "$2" || return 0
+  claims+=(--relative "$1|$2|$3|$4")
+}
+add_claim "BLR-MoE (V,O)" "LR-MoE" "all=-16.09,ood=-19.09,id=-3.98" "BLR-MoE paper: BLR-MoE vs LR-MoE"
+add_claim "BLR-MoE, correct prior, hard" "BLR-MoE (V,O)" "all=-34.28,ood,id" "BLR-MoE paper: expert pruning with a language prior, up to -34.28 %"
+add_claim "BLR-MoE, correct prior, soft" "BLR-MoE (V,O)" "all,ood,id" "soft prior (ours)"
+add_claim "BLR-MoE, wrong prior, hard" "BLR-MoE (V,O)" "all" "a wrong prior: the cost of a mistaken language"
+add_claim "BLR-MoE + router augmentation" "BLR-MoE (V,O)" "ood,id" "BLR-MoE paper: router augmentation helps mismatched domains"
+add_claim "LR-MoE + router augmentation" "LR-MoE" "ood,id" "router augmentation on LR-MoE (ours)"
+add_claim "LR-MoE" "dense conformer" "all,ood,id" "LR-MoE paper: language-routed experts beat the dense model"
+add_claim "control: our blocks, no experts" "dense conformer" "all,ood,id" "what our blocks do without experts"
+
+python local/compare_results.py --data_root dump/raw --ood_exclude test_ood_tel --per_lang \
+  "${rows[@]}" "${claims[@]}" "$@"
+
+# Expert use per language, in domain vs mismatched (every language-routed row's seeds).
+use=()
+for name in acc_lr_moe acc_blr_moe; do
+  dirs=(); for s in $seeds; do [ -f "${E}_${name}_s${s}/decode_ctc_greedy/scores.json" ] && dirs+=("${E}_${name}_s${s}/decode_ctc_greedy"); done
+  [ ${#dirs[@]} = 3 ] && use+=(--row "${name#acc_}=$(IFS=+; echo "${dirs[*]}")")
+done
+if [ ${#use[@]} -gt 0 ]; then
+  python local/plot_expert_use.py --data_root dump/raw --lang_list data/lang_list "${use[@]}" \
+    --ood test_ood_noise test_ood_reverb test_ood_band test_ood_variant test_ood_voice \
+    --out ../../../bench/results/expert_use
+fi
