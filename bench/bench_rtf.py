@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     r = {"command": "python bench/bench_rtf.py " + " ".join(argv if argv is not None else sys.argv[1:]),
          "host": f"{platform.machine()}, {os.cpu_count()} cores", "torch": torch.__version__,
          "threads": a.threads, "utterances": len(audio), "audio_seconds": seconds, "rounds": a.rounds,
-         "data": str(a.data), "exps": {k: os.path.relpath(v, ROOT) for k, v in exps.items()},
+         "data": os.path.relpath(a.data.resolve(), ROOT), "exps": {k: os.path.relpath(v, ROOT) for k, v in exps.items()},
          "rtf": measure(models, audio, seconds, a.rounds)}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.with_suffix(".json").write_text(json.dumps(r, indent=1) + "\n", encoding="utf-8")
