@@ -31,6 +31,11 @@ add_row "BLR-MoE, correct prior, hard" acc_blr_moe "" ctc_greedy_prior_hard_orac
 add_row "BLR-MoE, correct prior, soft" acc_blr_moe "" ctc_greedy_prior_soft_oracle
 add_row "BLR-MoE, wrong prior, hard" acc_blr_moe "" ctc_greedy_prior_hard_oracle_wrong
 add_row "BLR-MoE, wrong prior, soft" acc_blr_moe "" ctc_greedy_prior_soft_oracle_wrong
+# projectors + a 2-block head on the frozen dense conformer of the same seed (--base_exp)
+add_row "frozen encoder + monolithic projector" acc_frozen_monolithic
+add_row "frozen encoder + dense ensemble" acc_frozen_dense_ensemble
+add_row "frozen encoder + hard top-1" acc_frozen_hard_topk
+add_row "frozen encoder + SMEAR-MoE" acc_frozen_smear
 
 claims=()
 has_row() { local l; for l in "${labels[@]}"; do [ "$l" = "$1" ] && return 0; done; return 1; }
@@ -45,6 +50,9 @@ add_claim "BLR-MoE, wrong prior, hard" "BLR-MoE (V,O)" "all" "a wrong prior: the
 add_claim "BLR-MoE + router augmentation" "BLR-MoE (V,O)" "ood,id" "BLR-MoE paper: router augmentation helps mismatched domains"
 add_claim "LR-MoE + router augmentation" "LR-MoE" "ood,id" "router augmentation on LR-MoE (ours)"
 add_claim "LR-MoE" "dense conformer" "all,ood,id" "LR-MoE paper: language-routed experts beat the dense model"
+add_claim "frozen encoder + SMEAR-MoE" "frozen encoder + monolithic projector" "all=-7.6,id,ood" "SMEAR-MoE paper: up to -7.6 % relative WER vs the single projector (we test CER)"
+add_claim "frozen encoder + SMEAR-MoE" "frozen encoder + hard top-1" "all" "SMEAR-MoE paper: merging beats hard top-k routing"
+add_claim "frozen encoder + SMEAR-MoE" "frozen encoder + dense ensemble" "all" "SMEAR-MoE paper: vs the dense ensemble"
 add_claim "control: our blocks, no experts" "dense conformer" "all,ood,id" "what our blocks do without experts"
 
 python local/compare_results.py --data_root dump/raw --ood_exclude test_ood_tel --per_lang \

@@ -75,7 +75,8 @@ bpemodel=none; [ "$token_type" = char ] || bpemodel=$token_dir/bpe.model
 espnet_token_type=$token_type; [ "$token_type" = unigram ] && espnet_token_type=bpe
 stats_dir=$expdir/asr_stats_$(basename "$token_dir")
 lang_list=$datadir/lang_list
-has_router() { grep -Eq '^encoder: *blr_moe|^preencoder: *smear_moe' "$1"; }
+has_router() { grep -Eq '^encoder: *blr_moe|^preencoder: *smear_moe' "$1"; }  # language router or projector gate
+has_language_router() { grep -Eq '^encoder: *blr_moe' "$1"; }  # what router augmentation trains
 
 if run_stage 1; then
   log "synthesising the corpus ($corpus_config) into $datadir"
@@ -181,7 +182,7 @@ if run_stage 6; then
 fi
 
 if run_stage 7; then
-  if ! has_router "$train_config"; then log "model has no language router: no router augmentation";
+  if ! has_language_router "$train_config"; then log "model has no language router: no router augmentation";
   elif [ ! -d "$dumpdir/raw/$adapt_set" ]; then log "no $dumpdir/raw/$adapt_set: no router augmentation";
   elif [ -e "${asr_exp}_router_adapt/$inference_model" ]; then log "${asr_exp}_router_adapt exists, skipping";
   else
