@@ -13,7 +13,7 @@ def _check(function: str, preset: str) -> bool:
     defs = [line for line in RUN_SH.read_text().splitlines() if line.startswith(("has_router()", "has_language_router()"))]
     assert len(defs) == 2, "run.sh should define has_router and has_language_router"
     script = "\n".join(defs) + f'\n{function} "$1"'
-    return subprocess.run(["bash", "-c", script, "check", str(ROOT / "conf" / preset)]).returncode == 0
+    return subprocess.run(["bash", "-c", script, "check", str(ROOT / "conf" / preset)], timeout=30).returncode == 0
 
 
 @pytest.mark.parametrize("preset, language_router, analysed", [
