@@ -179,25 +179,16 @@ def _status_kib(field: str) -> int:
 
 
 def rtf(args) -> dict:
-    import soundfile as sf
-
-    from espnet_plugins.inference.speech2text import Speech2Text
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_rtf import build, load_audio, measure
 
     exp = Path(args.rtf_exp).resolve()
-    data = Path(args.rtf_data).resolve()
-    os.chdir(exp.parent.parent)  # paths inside a recipe's config.yaml are relative to the recipe
-    s2t = Speech2Text(str(exp / "config.yaml"), str(exp / "valid.loss.ave.pth"), device=args.device)
-    wavs = [line.split(maxsplit=1)[1].strip() for line in open(data / "wav.scp")][: args.rtf_utts]
-    audio = [sf.read(w, dtype="float32")[0] for w in wavs]
-    seconds = sum(len(a) for a in audio) / 16000
+    audio, seconds = load_audio(Path(args.rtf_data).resolve(), args.rtf_utts)
+    s2t = {"model": build(exp, "valid.loss.ave.pth", args.device)}
     out = {}
     for threads in dict.fromkeys([1, args.all_threads]):
         torch.set_num_threads(threads)
-        s2t(audio[0])  # warm-up
-        t = time.perf_counter()
-        for a in audio:
-            s2t(a)
-        out[str(threads)] = (time.perf_counter() - t) / seconds
+        out[str(threads)] = measure(s2t, audio, seconds, rounds=1)["model"]
     return {"rtf_by_threads": out, "utterances": len(audio), "audio_seconds": seconds, "model": str(exp)}
 
 

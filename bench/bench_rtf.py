@@ -37,13 +37,13 @@ def load_audio(data: Path, utts: int) -> tuple[list, float]:
     return audio, sum(len(a) for a in audio) / 16000
 
 
-def build(exp: Path, model_file: str):
+def build(exp: Path, model_file: str, device: str = "cpu"):
     from espnet_plugins.inference.speech2text import Speech2Text
 
     cwd = os.getcwd()
     os.chdir(exp.parent.parent)  # paths inside a recipe's config.yaml are relative to the recipe
     try:
-        return Speech2Text(str(exp / "config.yaml"), str(exp / model_file), device="cpu")
+        return Speech2Text(str(exp / "config.yaml"), str(exp / model_file), device=device)
     finally:
         os.chdir(cwd)
 

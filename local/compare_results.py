@@ -312,6 +312,14 @@ def relative_table(specs: list[str], rows: dict[str, tuple[tuple[Path, ...], str
     import numpy as np
     from significance import relative_change, utterance_errors, verdict
 
+    cache: dict = {}
+
+    def errors(exps: tuple[Path, ...], tag: str, name: str):
+        """Per-utterance errors of a row on one set, scored once however many claims use it."""
+        if (exps, tag, name) not in cache:
+            cache[exps, tag, name] = utterance_errors(data_root / name, [e / f"decode_{tag}" / name for e in exps])
+        return cache[exps, tag, name]
+
     lines = ["|A vs B|test sets|CER A|CER B|A vs B (95 % interval)|p(A not better)|claimed|verdict|source|",
              "|---|---|---|---|---|---|---|---|---|"]
     for spec in specs:
@@ -330,8 +338,8 @@ def relative_table(specs: list[str], rows: dict[str, tuple[tuple[Path, ...], str
             else:
                 errs_a, errs_b, refs = [], [], []
                 for k in sets:
-                    ea, ref = utterance_errors(data_root / k, [e / f"decode_{tag_a}" / k for e in exps_a])
-                    eb, _ = utterance_errors(data_root / k, [e / f"decode_{tag_b}" / k for e in exps_b])
+                    ea, ref = errors(exps_a, tag_a, k)
+                    eb, _ = errors(exps_b, tag_b, k)
                     errs_a.append(ea), errs_b.append(eb), refs.append(ref)
                 res = relative_change(np.concatenate(errs_a, 1), np.concatenate(errs_b, 1),
                                       np.concatenate(refs), resamples)
