@@ -26,6 +26,9 @@ add_row "control: our blocks, no experts" acc_blr_moe_no_experts
 add_row "LR-MoE" acc_lr_moe
 add_row "LR-MoE + router augmentation" acc_lr_moe _router_adapt
 add_row "BLR-MoE (V,O)" acc_blr_moe
+add_row "BLR-MoE ablation: V only" acc_blr_moe_attn_v
+add_row "BLR-MoE ablation: Q,K,V,O" acc_blr_moe_attn_qkvo
+add_row "BLR-MoE ablation: FFN experts only" acc_blr_moe_ffn_only
 add_row "BLR-MoE + router augmentation" acc_blr_moe _router_adapt
 add_row "BLR-MoE, correct prior, hard" acc_blr_moe "" ctc_greedy_prior_hard_oracle
 add_row "BLR-MoE, correct prior, soft" acc_blr_moe "" ctc_greedy_prior_soft_oracle
@@ -36,6 +39,7 @@ add_row "frozen encoder + monolithic projector" acc_frozen_monolithic
 add_row "frozen encoder + dense ensemble" acc_frozen_dense_ensemble
 add_row "frozen encoder + hard top-1" acc_frozen_hard_topk
 add_row "frozen encoder + SMEAR-MoE" acc_frozen_smear
+add_row "SMEAR-MoE + BLR-MoE" acc_smear_blr_moe
 
 claims=()
 has_row() { local l; for l in "${labels[@]}"; do [ "$l" = "$1" ] && return 0; done; return 1; }
@@ -44,6 +48,11 @@ add_claim() {  # A, B, scopes, source
   claims+=(--relative "$1|$2|$3|$4")
 }
 add_claim "BLR-MoE (V,O)" "LR-MoE" "all=-16.09,ood=-19.09,id=-3.98" "BLR-MoE paper: BLR-MoE vs LR-MoE"
+add_claim "BLR-MoE (V,O)" "BLR-MoE ablation: FFN experts only" "all=-7.3..-3.2,ood,id" "BLR-MoE paper: attention experts (V,O) on top of FFN experts, -3.2 to -7.3 %"
+add_claim "BLR-MoE ablation: V only" "BLR-MoE ablation: FFN experts only" "all,ood,id" "attention experts, V only"
+add_claim "BLR-MoE ablation: Q,K,V,O" "BLR-MoE ablation: FFN experts only" "all,ood,id" "attention experts, Q,K,V,O"
+add_claim "BLR-MoE (V,O)" "BLR-MoE ablation: Q,K,V,O" "all" "the paper's choice of projections (V,O) vs all four"
+add_claim "BLR-MoE ablation: FFN experts only" "LR-MoE" "all,ood,id" "the TDNN router alone (LR-MoE's experts)"
 add_claim "BLR-MoE, correct prior, hard" "BLR-MoE (V,O)" "all=-34.28,ood,id" "BLR-MoE paper: expert pruning with a language prior, up to -34.28 %"
 add_claim "BLR-MoE, correct prior, soft" "BLR-MoE (V,O)" "all,ood,id" "soft prior (ours)"
 add_claim "BLR-MoE, wrong prior, hard" "BLR-MoE (V,O)" "all" "a wrong prior: the cost of a mistaken language"
@@ -54,6 +63,7 @@ add_claim "frozen encoder + SMEAR-MoE" "frozen encoder + monolithic projector" "
 add_claim "frozen encoder + SMEAR-MoE" "frozen encoder + hard top-1" "all" "SMEAR-MoE paper: merging beats hard top-k routing"
 add_claim "frozen encoder + SMEAR-MoE" "frozen encoder + dense ensemble" "all" "SMEAR-MoE paper: vs the dense ensemble"
 add_claim "control: our blocks, no experts" "dense conformer" "all,ood,id" "what our blocks do without experts"
+add_claim "SMEAR-MoE + BLR-MoE" "BLR-MoE (V,O)" "all,ood,id" "a SMEAR-MoE projector in front of BLR-MoE (ours)"
 
 python local/compare_results.py --data_root dump/raw --ood_exclude test_ood_tel --per_lang \
   "${rows[@]}" "${claims[@]}" "$@"

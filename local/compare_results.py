@@ -291,8 +291,10 @@ def scope_sets(scope: str, available: list[str], ood_exclude: tuple[str, ...]) -
     return sets
 
 
-def parse_claim(spec: str) -> tuple[str, str, dict[str, Optional[float]], str]:
-    """``A|B|SCOPE=PCT,SCOPE[=PCT]...|TEXT`` -> (A, B, {scope: claimed % or None}, text)."""
+def parse_claim(spec: str) -> tuple[str, str, dict, str]:
+    """``A|B|SCOPE=PCT,SCOPE[=PCT]...|TEXT`` -> (A, B, {scope: claimed % or None}, text).
+    PCT is a value (``-16.09``) or a range ``LOW..HIGH`` (``-7.3..-3.2``: a paper's gains over
+    several conditions), kept as a (low, high) tuple."""
     parts = spec.split("|")
     if len(parts) < 3:
         raise ValueError(f"--relative {spec!r}: expected A|B|SCOPE[=PCT],...[|TEXT], e.g. "
@@ -300,7 +302,13 @@ def parse_claim(spec: str) -> tuple[str, str, dict[str, Optional[float]], str]:
     scopes: dict[str, Optional[float]] = {}
     for item in parts[2].split(","):
         scope, eq, pct = item.strip().partition("=")
-        scopes[scope] = float(pct) if eq else None
+        if not eq:
+            scopes[scope] = None
+        elif ".." in pct:
+            low, _, high = pct.partition("..")
+            scopes[scope] = tuple(sorted((float(low), float(high))))
+        else:
+            scopes[scope] = float(pct)
     return parts[0], parts[1], scopes, "|".join(parts[3:])
 
 
@@ -329,7 +337,8 @@ def relative_table(specs: list[str], rows: dict[str, tuple[tuple[Path, ...], str
         available = [k for k in runs_a[0] if all(k in r for r in runs_a + runs_b)]
         for scope, claimed in scopes.items():
             sets = scope_sets(scope, available, ood_exclude)
-            claimed_cell = "-" if claimed is None else f"{claimed:+.2f} %"
+            claimed_cell = ("-" if claimed is None else f"{claimed[0]:+.2f}..{claimed[1]:+.2f} %"
+                            if isinstance(claimed, tuple) else f"{claimed:+.2f} %")
             if data_root is None:
                 cer = [100 * sum(r[k]["chars"]["err"] for r in runs for k in sets)
                        / sum(r[k]["chars"]["ref"] for r in runs for k in sets) for runs in (runs_a, runs_b)]

@@ -73,9 +73,10 @@ def relative_change(err_a: np.ndarray, err_b: np.ndarray, ref: np.ndarray, resam
             "resamples": int(draws.size)}
 
 
-def verdict(result: dict, claimed_pct: float | None = None) -> str:
+def verdict(result: dict, claimed_pct: float | tuple[float, float] | None = None) -> str:
     """In words: is A better (interval below 0), worse (above 0), or not distinguishable;
-    and, for a claimed relative change, whether the claim lies inside the interval."""
+    and, for a claimed relative change (a value, or a (low, high) range a paper reports over
+    several conditions), whether the claim lies inside the interval (a range: overlaps it)."""
     low, high = result["ci95"]
     if high < 0:
         text = "A better"
@@ -83,7 +84,12 @@ def verdict(result: dict, claimed_pct: float | None = None) -> str:
         text = "A worse (opposite)"
     else:
         text = "no significant difference"
-    if claimed_pct is not None:
+    if isinstance(claimed_pct, tuple):
+        c_low, c_high = sorted(claimed_pct)
+        overlaps = c_low <= high and low <= c_high
+        text += (f"; the claimed {c_low:+.1f}..{c_high:+.1f} % range "
+                 f"{'overlaps' if overlaps else 'lies outside'} the 95 % interval")
+    elif claimed_pct is not None:
         inside = low <= claimed_pct <= high
         text += f"; the claimed {claimed_pct:+.1f} % is {'inside' if inside else 'outside'} the 95 % interval"
     if min(result["seeds"]) < 2:

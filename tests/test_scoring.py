@@ -266,6 +266,10 @@ def test_compare_results_mean_and_sd_over_seeds_per_condition(tmp_path):
     with pytest.raises(ValueError, match="test_ood_x"):
         compare.scope_sets("test_ood_x", ["test_id", "test_ood_noise"], ())
     assert compare.parse_claim("A|B|all=-16.09,ood|t") == ("A", "B", {"all": -16.09, "ood": None}, "t")
+    assert compare.parse_claim("A|B|all=-3.2..-7.3|t")[2] == {"all": (-7.3, -3.2)}
+    ranged = compare.relative_table(["A|B|id=-60..-40|r"], {"A": ((a,), "ctc_greedy"), "B": ((b,), "ctc_greedy")},
+                                    data_root=None)
+    assert "|A vs B|id|10.00|20.00|-50.0 %|-|-60.00..-40.00 %|" in ranged
 
 
 def test_compare_results_bootstraps_claims_from_decode_dirs(tmp_path):

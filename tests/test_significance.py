@@ -22,6 +22,10 @@ def test_a_clearly_better_is_detected_and_equal_systems_are_not():
     same = significance.relative_change(_errors(3, 0.10, ref, rng), b, ref, resamples=500)
     assert same["ci95"][0] < 0 < same["ci95"][1] and 0.05 < same["p_a_not_better"] < 0.95
     assert significance.verdict(same, claimed_pct=-16.1).startswith("no significant difference; the claimed -16.1 % is outside")
+    # a range claim (a paper's gains over several conditions): overlap, not containment
+    low, high = same["ci95"]
+    assert "-30.0..-20.0 % range lies outside" in significance.verdict(same, claimed_pct=(-30.0, -20.0))
+    assert "range overlaps" in significance.verdict(same, claimed_pct=(low - 5, low + 0.1))
 
 
 def test_seed_variance_widens_the_interval():
