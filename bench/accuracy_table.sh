@@ -66,7 +66,7 @@ add_claim "control: our blocks, no experts" "dense conformer" "all,ood,id" "what
 add_claim "SMEAR-MoE + BLR-MoE" "BLR-MoE (V,O)" "all,ood,id" "a SMEAR-MoE projector in front of BLR-MoE (ours)"
 
 python local/compare_results.py --data_root dump/raw --ood_exclude test_ood_tel --per_lang \
-  "${rows[@]}" "${claims[@]}" "$@"
+  --seed_plot ../../../bench/results/cer_per_seed.png "${rows[@]}" "${claims[@]}" "$@"
 
 # Expert use per language, in domain vs mismatched (every language-routed row's seeds).
 use=()
@@ -78,4 +78,12 @@ if [ ${#use[@]} -gt 0 ]; then
   python local/plot_expert_use.py --data_root dump/raw --lang_list data/lang_list "${use[@]}" \
     --ood test_ood_noise test_ood_reverb test_ood_band test_ood_variant test_ood_voice \
     --out ../../../bench/results/expert_use
+fi
+
+# Gate entropy over training: SMEAR-MoE's merged gate vs hard top-1's (same gate, argmax).
+logs() { local s out=(); for s in $seeds; do out+=("${E}_$1_s${s}/train.log"); done; (IFS=+; echo "${out[*]}"); }
+done_all() { local s; for s in $seeds; do [ -f "${E}_$1_s${s}/decode_ctc_greedy/scores.json" ] || return 1; done; }
+if done_all acc_frozen_smear && done_all acc_frozen_hard_topk; then
+  python local/training_curves.py --per_update --key gate_entropy --out ../../../bench/results/gate_entropy \
+    --log "SMEAR-MoE=$(logs acc_frozen_smear)" --log "hard top-1=$(logs acc_frozen_hard_topk)" > /dev/null
 fi

@@ -271,6 +271,43 @@ def table(rows: list[tuple[str, tuple[Path, ...], str]], params: dict,
     return "\n".join(lines) + "\n"
 
 
+def seed_plot(rows: list[tuple[str, tuple[Path, ...], str]], path: Path,
+              ood_exclude: tuple[str, ...] = ()) -> None:
+    """CER of every seed of every row (a dot per seed, a bar at the mean): test_id and OOD pooled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figs = {label: row_figures(exps, tag, ood_exclude)["runs"] for label, exps, tag in rows}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.35 * len(rows) + 1.2), sharey=True)
+    seeds = set()
+    for ax, key, title in ((axes[0], "test_id", "test_id CER %"), (axes[1], "ood", "OOD pooled CER %")):
+        for y, (label, exps, _) in enumerate(rows):
+            vals = [r["cer"].get(key) for r in figs[label]]
+            for exp, v in zip(exps, vals):
+                if v is not None:
+                    m = re.search(r"_s(\d+)(?:_|$)", exp.name)
+                    seed = int(m.group(1)) if m else 0  # 0: a dir not named by its seed
+                    seeds.add(seed)
+                    ax.plot(v, y, "o", ms=4, color=f"C{seed % 10}", alpha=0.8)
+            vals = [v for v in vals if v is not None]
+            if vals:
+                ax.plot([statistics.mean(vals)] * 2, [y - 0.3, y + 0.3], "k-", lw=1.5)
+        ax.set_title(title, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(rows)), [label for label, _, _ in rows], fontsize=7)
+    axes[0].invert_yaxis()
+    for seed in sorted(seeds):
+        axes[1].plot([], [], "o", color=f"C{seed % 10}", label=f"seed {seed}" if seed else "run")
+    axes[1].plot([], [], "k-", label="mean")
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def language_table(rows: list[tuple[str, tuple[Path, ...], str]]) -> str:
     """test_id CER per language, mean ± sd over the row's runs."""
     lines = ["|model|" + "|".join(LANGS) + "|", "|---|" + "|".join("---" for _ in LANGS) + "|"]
@@ -374,6 +411,8 @@ def main(argv=None) -> str:
     p.add_argument("--per_lang", action="store_true", help="add a table of test_id CER per language")
     p.add_argument("--results_md", help="replace the comparison section in this RESULTS.md")
     p.add_argument("--note", default="", help="text placed under the tables")
+    p.add_argument("--seed_plot", type=Path, default=None, metavar="PNG",
+                   help="also draw every seed's test_id and OOD pooled CER per row (a dot per seed)")
     p.add_argument("--from_results_md", metavar="RESULTS.md",
                    help="read the figures from the stage-9 sections of this file instead of exp dirs "
                         "(which git does not keep); a row then names runs, not dirs: LABEL=RUN[+RUN][:TAG] "
@@ -441,6 +480,8 @@ def main(argv=None) -> str:
     if a.note:
         text += "\n\n" + a.note.strip()
     text += f"\n{_marker(TAG, 'end')}\n"
+    if a.seed_plot:
+        seed_plot(rows, a.seed_plot, ood_exclude)
     if a.results_md:
         update_results_md(a.results_md, TAG, text)
     print(text)

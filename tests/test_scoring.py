@@ -312,6 +312,30 @@ def test_training_curves_parse_espnet_epoch_lines(tmp_path):
     assert "| 1 | 1.380 | 1.370 |" in md and "| 2 | 0.500 |" in md and "absent" not in md
 
 
+def test_training_curves_per_update_and_over_seeds(tmp_path):
+    """--per_update: interval lines laid end to end over epochs (a resumed epoch's repeat wins);
+    a run of several logs: mean ± sd over the logs that have the point."""
+    spec = importlib.util.spec_from_file_location("training_curves", ROOT / "local" / "training_curves.py")
+    curves = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(curves)
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    a.write_text("x INFO: 1epoch:train:1-10batch: gate_entropy=1.0, loss=5\n"
+                 "x INFO: 1epoch:train:11-20batch: gate_entropy=0.8\n"
+                 "x INFO: 2epoch:train:1-10batch: gate_entropy=9.9\n"  # stopped, then resumed:
+                 "x INFO: 2epoch:train:1-10batch: gate_entropy=0.6\n"
+                 "x INFO: 1epoch results: [train] gate_entropy=0.9\n")
+    b.write_text("x INFO: 1epoch:train:1-10batch: gate_entropy=1.2\n"
+                 "x INFO: 1epoch:train:11-20batch: gate_entropy=0.6\n")
+    pa, pb = curves.parse_intervals(a), curves.parse_intervals(b)
+    assert {x: v["train"]["gate_entropy"] for x, v in pa.items()} == {10: 1.0, 20: 0.8, 30: 0.6}
+    md = curves.markdown({"smear": [pa, pb]}, ["gate_entropy"], "update")
+    assert "| update | smear (train, 2 seeds) |" in md
+    assert "| 10 | 1.100 ± 0.141 |" in md and "| 20 | 0.700 ± 0.141 |" in md and "| 30 | 0.600 |" in md
+    out = tmp_path / "curves"
+    curves.plot({"smear": [pa, pb]}, ["gate_entropy"], out.with_suffix(".png"), "update")
+    assert out.with_suffix(".png").stat().st_size > 1000
+
+
 def _compare_module():
     spec = importlib.util.spec_from_file_location("compare_results", ROOT / "local" / "compare_results.py")
     compare = importlib.util.module_from_spec(spec)
@@ -431,3 +455,29 @@ def test_results_md_writers_running_at_once_keep_every_section(tmp_path):
     for tag in ["holder", "late"] + [f"run{i}" for i in range(8)]:
         assert text.count(score._marker(tag, "begin")) == 1 and f"body of {tag}\n" in text
     assert not list(tmp_path.glob(".RESULTS.md.*"))  # no temporary files left
+
+
+def test_compare_results_seed_plot_draws_each_seed_and_the_mean(tmp_path, monkeypatch):
+    """--seed_plot: one dot per seed at that seed's CER, coloured by the seed in the dir name,
+    and a mean bar, for test_id and OOD pooled."""
+    import matplotlib.axes
+
+    compare = _compare_module()
+    s1, s2 = tmp_path / "asr_x_s1", tmp_path / "asr_x_s2"
+    _fake_scores(s1, (100, 10), [(100, 20), (300, 40)])
+    _fake_scores(s2, (100, 20), [(100, 30), (300, 50)])
+    drawn = []
+    real_plot = matplotlib.axes.Axes.plot
+
+    def spy(self, *args, **kwargs):
+        drawn.append((self.get_title(), args, kwargs.get("color")))
+        return real_plot(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
+    png = tmp_path / "plots" / "cer_per_seed.png"
+    compare.seed_plot([("X", (s1, s2), "ctc_greedy")], png, ood_exclude=("test_ood_tel",))
+    assert png.stat().st_size > 1000
+    dots = [(args[0], color) for _, args, color in drawn if len(args) == 3 and args[2] == "o" and args[0] != []]
+    assert dots == [(10.0, "C1"), (20.0, "C2"), (20.0, "C1"), (30.0, "C2")]  # test_id, then OOD (noise only)
+    means = [args[0] for _, args, _ in drawn if len(args) == 3 and args[2] == "k-" and args[0]]
+    assert means == [[15.0, 15.0], [25.0, 25.0]]
