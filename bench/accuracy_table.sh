@@ -66,7 +66,8 @@ add_claim "control: our blocks, no experts" "dense conformer" "all,ood,id" "what
 add_claim "SMEAR-MoE + BLR-MoE" "BLR-MoE (V,O)" "all,ood,id" "a SMEAR-MoE projector in front of BLR-MoE (ours)"
 
 python local/compare_results.py --data_root dump/raw --ood_exclude test_ood_tel --per_lang \
-  --seed_plot ../../../bench/results/cer_per_seed.png "${rows[@]}" "${claims[@]}" "$@"
+  --seed_plot ../../../bench/results/cer_per_seed.png \
+  $( [ -f ../../../bench/results/rtf.json ] && echo --rtf_alone ../../../bench/results/rtf.json ) "${rows[@]}" "${claims[@]}" "$@"
 
 # Expert use per language, in domain vs mismatched (every language-routed row's seeds).
 use=()

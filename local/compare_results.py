@@ -247,15 +247,24 @@ def row_figures(exps: tuple[Path, ...], tag: str, ood_exclude: tuple[str, ...] =
     return {"runs": [run_figures(scores, pool) for scores in runs], "ood_sets": ood_sets(runs)}
 
 
+def rtf_alone(path: Path) -> dict[Path, float]:
+    """``bench/bench_rtf.py``'s json -> {resolved exp dir: RTF measured alone}."""
+    data = json.loads(Path(path).read_text())
+    return {Path(exp).resolve(): data["rtf"][label] for label, exp in data["exps"].items()}
+
+
 def table(rows: list[tuple[str, tuple[Path, ...], str]], params: dict,
-          ood_exclude: tuple[str, ...] = ()) -> str:
-    """The comparison: one row per model, each cell the mean ± sd over the row's runs."""
+          ood_exclude: tuple[str, ...] = (), alone: Optional[dict] = None) -> str:
+    """The comparison: one row per model, each cell the mean ± sd over the row's runs.
+    ``alone`` ({exp dir: RTF}, :func:`rtf_alone`) adds an RTF column measured alone for the
+    rows whose default decoding (``ctc_greedy``) of one of their runs it has."""
     figs = {label: row_figures(exps, tag, ood_exclude) for label, exps, tag in rows}
     conditions: list[str] = []
     for f in figs.values():
         conditions += [k for k in f["ood_sets"] if k not in conditions]
     head = (["model", "seeds", "params M (total / active)", "test_id CER", "test_id WER"]
-            + [k.removeprefix("test_ood_") for k in conditions] + ["OOD pooled", "cs", "LID ID", "LID OOD", "RTF"])
+            + [k.removeprefix("test_ood_") for k in conditions] + ["OOD pooled", "cs", "LID ID", "LID OOD", "RTF"]
+            + (["RTF alone"] if alone is not None else []))
     lines = ["|" + "|".join(head) + "|", "|" + "|".join("---" for _ in head) + "|"]
     for label, exps, tag in rows:
         runs = figs[label]["runs"]
@@ -267,6 +276,9 @@ def table(rows: list[tuple[str, tuple[Path, ...], str]], params: dict,
                   _mean_sd([r["lid_id"] for r in runs]), _mean_sd([r["lid_ood"] for r in runs])]
         rtfs = [r["rtf"] for r in runs if r["rtf"] is not None]
         cells.append(_fmt(statistics.mean(rtfs), 4) if rtfs else "-")
+        if alone is not None:
+            hit = [alone[e.resolve()] for e in exps if e.resolve() in alone] if tag == "ctc_greedy" else []
+            cells.append(_fmt(hit[0], 4) if hit else "-")
         lines.append("|" + "|".join(cells) + "|")
     return "\n".join(lines) + "\n"
 
@@ -411,6 +423,8 @@ def main(argv=None) -> str:
     p.add_argument("--per_lang", action="store_true", help="add a table of test_id CER per language")
     p.add_argument("--results_md", help="replace the comparison section in this RESULTS.md")
     p.add_argument("--note", default="", help="text placed under the tables")
+    p.add_argument("--rtf_alone", type=Path, default=None, metavar="JSON",
+                   help="bench/bench_rtf.py's json: an 'RTF alone' column for the rows whose runs it measured")
     p.add_argument("--seed_plot", type=Path, default=None, metavar="PNG",
                    help="also draw every seed's test_id and OOD pooled CER per row (a dot per seed)")
     p.add_argument("--from_results_md", metavar="RESULTS.md",
@@ -465,10 +479,12 @@ def main(argv=None) -> str:
         "a condition column = that test_ood_* set; OOD pooled = every test_ood_* set"
         + (f" but {', '.join(ood_exclude)}" if ood_exclude else "") + " pooled per seed; "
         "LID = router's utterance language (models without a router: -); RTF = greedy CTC on test_id, "
-        "mean over seeds"
+        "mean over seeds (stage 8, while other jobs shared the machine)"
+        + (f"; RTF alone = {a.rtf_alone} (bench/bench_rtf.py: one model at a time, the run it names)"
+           if a.rtf_alone else "")
         + ("; read from the stage-9 sections of " + a.from_results_md + " (params total = every tensor "
            "in the checkpoint, BatchNorm statistics included, as their `model size`)" if a.from_results_md else ""),
-        "", table(rows, params, ood_exclude).rstrip("\n"),
+        "", table(rows, params, ood_exclude, rtf_alone(a.rtf_alone) if a.rtf_alone else None).rstrip("\n"),
     ])
     if a.per_lang:
         text += "\n\ntest_id CER per language:\n\n" + language_table(rows).rstrip("\n")

@@ -4,6 +4,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -258,6 +259,15 @@ def test_compare_results_mean_and_sd_over_seeds_per_condition(tmp_path):
     row = dict(zip(header, next(line for line in text.splitlines() if line.startswith("|AB|")).split("|")))
     assert row["seeds"] == "2" and row["test_id CER"] == "15.0 ± 7.1" and row["noise"] == "25.0 ± 7.1"
     assert row["OOD pooled"] == "25.0 ± 7.1"  # tel left out of the pool: noise alone
+    # bench_rtf's figure measured alone, for the rows whose default decoding it timed
+    rtf = tmp_path / "rtf.json"
+    rtf.write_text(json.dumps({"exps": {"b": str(b)}, "rtf": {"b": 0.0123}}))
+    alone = compare.rtf_alone(rtf)
+    shutil.copytree(b / "decode_ctc_greedy", b / "decode_ctc_greedy_prior")  # a decode-time variant of b
+    text = compare.table([("A", (a,), "ctc_greedy"), ("B", (b,), "ctc_greedy"), ("Bp", (b,), "ctc_greedy_prior")],
+                         {a: (6.0, 3.8), b: (3.6, 3.6)}, alone=alone)
+    cells = {line.split("|")[1]: line.split("|")[-2] for line in text.splitlines()[2:]}
+    assert text.splitlines()[0].endswith("|RTF|RTF alone|") and cells == {"A": "-", "B": "0.0123", "Bp": "-"}
     assert compare.language_table([("AB", (a, b), "ctc_greedy")]).splitlines()[2] == "|AB|15.0 ± 7.1|-|-|-|"
     rel = compare.relative_table(["A|B|id=-50,ood|paper: better"], {"A": ((a,), "ctc_greedy"), "B": ((b,), "ctc_greedy")},
                                  data_root=None)
