@@ -248,9 +248,11 @@ def row_figures(exps: tuple[Path, ...], tag: str, ood_exclude: tuple[str, ...] =
 
 
 def rtf_alone(path: Path) -> dict[Path, float]:
-    """``bench/bench_rtf.py``'s json -> {resolved exp dir: RTF measured alone}."""
+    """``bench/bench_rtf.py``'s json -> {resolved exp dir: RTF measured alone}; relative exp
+    dirs are the repository root's (where bench_rtf.py is run)."""
     data = json.loads(Path(path).read_text())
-    return {Path(exp).resolve(): data["rtf"][label] for label, exp in data["exps"].items()}
+    root = Path(__file__).resolve().parents[1]
+    return {(root / exp).resolve(): data["rtf"][label] for label, exp in data["exps"].items()}
 
 
 def table(rows: list[tuple[str, tuple[Path, ...], str]], params: dict,
