@@ -63,6 +63,7 @@ add_claim "frozen encoder + SMEAR-MoE" "frozen encoder + monolithic projector" "
 add_claim "frozen encoder + SMEAR-MoE" "frozen encoder + hard top-1" "all" "SMEAR-MoE paper: merging beats hard top-k routing"
 add_claim "frozen encoder + SMEAR-MoE" "frozen encoder + dense ensemble" "all" "SMEAR-MoE paper: vs the dense ensemble"
 add_claim "control: our blocks, no experts" "dense conformer" "all,ood,id" "what our blocks do without experts"
+add_claim "LR-MoE" "control: our blocks, no experts" "all,ood,id" "what LR-MoE's experts add (same blocks, linear router, LID loss)"
 add_claim "SMEAR-MoE + BLR-MoE" "BLR-MoE (V,O)" "all,ood,id" "a SMEAR-MoE projector in front of BLR-MoE (ours)"
 
 python local/compare_results.py --data_root dump/raw --ood_exclude test_ood_tel --per_lang \
