@@ -350,7 +350,7 @@ def parse_claim(spec: str) -> tuple[str, str, dict, str]:
     if len(parts) < 3:
         raise ValueError(f"--relative {spec!r}: expected A|B|SCOPE[=PCT],...[|TEXT], e.g. "
                          "'BLR-MoE|LR-MoE|all=-16.09,ood=-19.09,id=-3.98|BLR-MoE paper'")
-    scopes: dict[str, Optional[float]] = {}
+    scopes: dict = {}
     for item in parts[2].split(","):
         scope, eq, pct = item.strip().partition("=")
         if not eq:
@@ -481,7 +481,7 @@ def main(argv=None) -> str:
         "a condition column = that test_ood_* set; OOD pooled = every test_ood_* set"
         + (f" but {', '.join(ood_exclude)}" if ood_exclude else "") + " pooled per seed; "
         "LID = router's utterance language (models without a router: -); RTF = greedy CTC on test_id, "
-        "mean over seeds (stage 8, while other jobs shared the machine)"
+        "as stage 8 timed it (with whatever else ran on the machine then), mean over seeds"
         + (f"; RTF alone = {a.rtf_alone} (bench/bench_rtf.py: one model at a time, the run it names)"
            if a.rtf_alone else "")
         + ("; read from the stage-9 sections of " + a.from_results_md + " (params total = every tensor "
