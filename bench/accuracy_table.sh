@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The accuracy table of RESULTS.md and its plot, from the exp dirs of the accuracy trainings
+# The accuracy table of RESULTS.md and its plots (CER per seed, expert use, gate entropy), from the exp dirs of the accuracy trainings
 # (bench/bench_convergence.py --name <row> ..., seeds 1-3; the decode-time rows: the
 # ./run.sh --stage 8 commands in RESULTS.md). A row is listed only when all its seeds are
 # scored; the claims only when both of their rows are.
