@@ -71,10 +71,11 @@ python local/compare_results.py --data_root dump/raw --ood_exclude test_ood_tel 
   $( [ -f ../../../bench/results/rtf.json ] && echo --rtf_alone ../../../bench/results/rtf.json ) "${rows[@]}" "${claims[@]}" "$@"
 
 # Expert use per language, in domain vs mismatched (every language-routed row's seeds).
+scored() { local s; for s in $seeds; do [ -f "${E}_$1_s${s}/decode_ctc_greedy/scores.json" ] || return 1; done; }
+joined() { local s out=(); for s in $seeds; do out+=("${E}_$1_s${s}$2"); done; (IFS=+; echo "${out[*]}"); }  # name, path in the exp dir
 use=()
 for name in acc_lr_moe acc_blr_moe; do
-  dirs=(); for s in $seeds; do [ -f "${E}_${name}_s${s}/decode_ctc_greedy/scores.json" ] && dirs+=("${E}_${name}_s${s}/decode_ctc_greedy"); done
-  [ ${#dirs[@]} = 3 ] && use+=(--row "${name#acc_}=$(IFS=+; echo "${dirs[*]}")")
+  scored $name && use+=(--row "${name#acc_}=$(joined $name /decode_ctc_greedy)")
 done
 if [ ${#use[@]} -gt 0 ]; then
   python local/plot_expert_use.py --data_root dump/raw --lang_list data/lang_list "${use[@]}" \
@@ -83,9 +84,7 @@ if [ ${#use[@]} -gt 0 ]; then
 fi
 
 # Gate entropy over training: SMEAR-MoE's merged gate vs hard top-1's (same gate, argmax).
-logs() { local s out=(); for s in $seeds; do out+=("${E}_$1_s${s}/train.log"); done; (IFS=+; echo "${out[*]}"); }
-done_all() { local s; for s in $seeds; do [ -f "${E}_$1_s${s}/decode_ctc_greedy/scores.json" ] || return 1; done; }
-if done_all acc_frozen_smear && done_all acc_frozen_hard_topk; then
+if scored acc_frozen_smear && scored acc_frozen_hard_topk; then
   python local/training_curves.py --per_update --key gate_entropy --out ../../../bench/results/gate_entropy \
-    --log "SMEAR-MoE=$(logs acc_frozen_smear)" --log "hard top-1=$(logs acc_frozen_hard_topk)" > /dev/null
+    --log "SMEAR-MoE=$(joined acc_frozen_smear /train.log)" --log "hard top-1=$(joined acc_frozen_hard_topk /train.log)" > /dev/null
 fi

@@ -19,6 +19,7 @@ expert), ``gate_mean_e0``..., ``lid_acc``, ``loss_lid``, ``route_frac_<lang>``,
 import argparse
 import math
 import re
+import statistics
 from pathlib import Path
 
 EPOCH_LINE = re.compile(r"(\d+)epoch results: (.*)$")
@@ -81,9 +82,7 @@ def _point(logs: list, x, phase: str, key: str):
     vals = [v for v in vals if not math.isnan(v)]
     if not vals:
         return None
-    mean = sum(vals) / len(vals)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
-    return mean, sd, len(vals)
+    return statistics.mean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0, len(vals)
 
 
 def _fmt(v) -> str:
