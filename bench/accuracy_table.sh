@@ -67,7 +67,7 @@ add_claim "LR-MoE" "control: our blocks, no experts" "all,ood,id" "what LR-MoE's
 add_claim "SMEAR-MoE + BLR-MoE" "BLR-MoE (V,O)" "all,ood,id" "a SMEAR-MoE projector in front of BLR-MoE (ours)"
 
 python local/compare_results.py --data_root dump/raw --ood_exclude test_ood_tel --per_lang \
-  --seed_plot ../../../bench/results/cer_per_seed.png \
+  --seed_plot ../../../bench/results/cer_per_seed.png --wer_md ../../../bench/results/wer_table.md \
   $( [ -f ../../../bench/results/rtf.json ] && echo --rtf_alone ../../../bench/results/rtf.json ) "${rows[@]}" "${claims[@]}" "$@"
 
 # Expert use per language, in domain vs mismatched (every language-routed row's seeds).

@@ -331,6 +331,23 @@ def language_table(rows: list[tuple[str, tuple[Path, ...], str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def wer_table(rows: list[tuple[str, tuple[Path, ...], str]], ood_exclude: tuple[str, ...] = ()) -> str:
+    """WER per test set, mean ± sd over the row's runs: test_id, each mismatched condition,
+    OOD pooled and code-switched (the columns of :func:`table`, in words)."""
+    figs = {label: row_figures(exps, tag, ood_exclude) for label, exps, tag in rows}
+    conditions: list[str] = []
+    for f in figs.values():
+        conditions += [k for k in f["ood_sets"] if k not in conditions]
+    head = ["model", "seeds", "test_id"] + [k.removeprefix("test_ood_") for k in conditions] + ["OOD pooled", "cs"]
+    lines = ["|" + "|".join(head) + "|", "|" + "|".join("---" for _ in head) + "|"]
+    for label, _, _ in rows:
+        runs = figs[label]["runs"]
+        cells = [label, str(len(runs))] + [_mean_sd([r["wer"].get(k) for r in runs])
+                                           for k in ["test_id", *conditions, "ood", "test_cs"]]
+        lines.append("|" + "|".join(cells) + "|")
+    return "\n".join(lines) + "\n"
+
+
 def scope_sets(scope: str, available: list[str], ood_exclude: tuple[str, ...]) -> list[str]:
     """Test sets a claim's scope covers: ``id`` (test_id), ``ood`` (every test_ood_* set but
     the excluded), ``all`` (both), or one test set's name."""
@@ -429,6 +446,8 @@ def main(argv=None) -> str:
                    help="bench/bench_rtf.py's json: an 'RTF alone' column for the rows whose runs it measured")
     p.add_argument("--seed_plot", type=Path, default=None, metavar="PNG",
                    help="also draw every seed's test_id and OOD pooled CER per row (a dot per seed)")
+    p.add_argument("--wer_md", type=Path, default=None, metavar="MD",
+                   help="also write the table's WER on every test set (mean ± sd over seeds) to this file")
     p.add_argument("--from_results_md", metavar="RESULTS.md",
                    help="read the figures from the stage-9 sections of this file instead of exp dirs "
                         "(which git does not keep); a row then names runs, not dirs: LABEL=RUN[+RUN][:TAG] "
@@ -500,6 +519,13 @@ def main(argv=None) -> str:
     text += f"\n{_marker(TAG, 'end')}\n"
     if a.seed_plot:
         seed_plot(rows, a.seed_plot, ood_exclude)
+    if a.wer_md:
+        a.wer_md.parent.mkdir(parents=True, exist_ok=True)
+        a.wer_md.write_text(
+            "# WER of the accuracy table's rows\n\nWER in %, mean ± sd over the row's seeds; columns as in "
+            "the CER table (OOD pooled" + (f" leaves out {', '.join(ood_exclude)}" if ood_exclude else "")
+            + "). Written by `local/compare_results.py --wer_md` (`bench/accuracy_table.sh`), "
+            f"{env['date']}; {env['hardware']}; {env['software']}.\n\n" + wer_table(rows, ood_exclude))
     if a.results_md:
         update_results_md(a.results_md, TAG, text)
     print(text)

@@ -491,3 +491,22 @@ def test_compare_results_seed_plot_draws_each_seed_and_the_mean(tmp_path, monkey
     assert dots == [(10.0, "C1"), (20.0, "C2"), (20.0, "C1"), (30.0, "C2")]  # test_id, then OOD (noise only)
     means = [args[0] for _, args, _ in drawn if len(args) == 3 and args[2] == "k-" and args[0]]
     assert means == [[15.0, 15.0], [25.0, 25.0]]
+
+
+def test_compare_results_wer_table_per_condition_over_seeds(tmp_path):
+    """--wer_md: WER of each test set and of the OOD pool (words summed over the pooled sets
+    per seed), mean ± sd over the row's seeds; a set a row lacks shows '-'."""
+    compare = _compare_module()
+    a, b = tmp_path / "asr_x_s1", tmp_path / "asr_x_s2"
+    _fake_scores(a, (100, 10), [(100, 20), (300, 40)])  # words: id 2/20, noise 4/20, tel 8/60
+    _fake_scores(b, (100, 20), [(100, 30), (300, 50)])  # words: id 4/20, noise 6/20, tel 10/60
+    text = compare.wer_table([("X", (a, b), "ctc_greedy"), ("Y", (a,), "ctc_greedy")], ood_exclude=("test_ood_tel",))
+    lines = text.splitlines()
+    header = lines[0].split("|")
+    assert header[1:-1] == ["model", "seeds", "test_id", "noise", "tel", "OOD pooled", "cs"]
+    x = dict(zip(header, lines[2].split("|")))
+    assert x["seeds"] == "2" and x["test_id"] == "15.0 ± 7.1" and x["noise"] == "25.0 ± 7.1"
+    assert x["tel"] == "15.0 ± 2.4" and x["cs"] == "-"
+    assert x["OOD pooled"] == "25.0 ± 7.1"  # tel is a column but left out of the pool
+    y = dict(zip(header, lines[3].split("|")))
+    assert y["seeds"] == "1" and y["test_id"] == "10.0" and y["OOD pooled"] == "20.0"
