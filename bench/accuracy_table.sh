@@ -51,6 +51,7 @@ add_claim "BLR-MoE (V,O)" "LR-MoE" "all=-16.09,ood=-19.09,id=-3.98" "BLR-MoE pap
 add_claim "BLR-MoE (V,O)" "BLR-MoE ablation: FFN experts only" "all=-7.3..-3.2,ood,id" "BLR-MoE paper: attention experts (V,O) on top of FFN experts, -3.2 to -7.3 %"
 add_claim "BLR-MoE ablation: V only" "BLR-MoE ablation: FFN experts only" "all,ood,id" "attention experts, V only"
 add_claim "BLR-MoE ablation: Q,K,V,O" "BLR-MoE ablation: FFN experts only" "all,ood,id" "attention experts, Q,K,V,O"
+add_claim "BLR-MoE (V,O)" "BLR-MoE ablation: V only" "all" "the paper's choice of projections (V,O) vs V alone"
 add_claim "BLR-MoE (V,O)" "BLR-MoE ablation: Q,K,V,O" "all" "the paper's choice of projections (V,O) vs all four"
 add_claim "BLR-MoE ablation: FFN experts only" "LR-MoE" "all,ood,id" "the TDNN router alone (LR-MoE's experts)"
 add_claim "BLR-MoE, correct prior, hard" "BLR-MoE (V,O)" "all=-34.28,ood,id" "BLR-MoE paper: expert pruning with a language prior, up to -34.28 %"
