@@ -247,6 +247,14 @@ def row_figures(exps: tuple[Path, ...], tag: str, ood_exclude: tuple[str, ...] =
     return {"runs": [run_figures(scores, pool) for scores in runs], "ood_sets": ood_sets(runs)}
 
 
+def _conditions(figs: dict) -> list[str]:
+    """The mismatched conditions (test_ood_* sets) any row was decoded on, in first-seen order."""
+    conditions: list[str] = []
+    for f in figs.values():
+        conditions += [k for k in f["ood_sets"] if k not in conditions]
+    return conditions
+
+
 def rtf_alone(path: Path) -> dict[Path, float]:
     """``bench/bench_rtf.py``'s json -> {resolved exp dir: RTF measured alone}; relative exp
     dirs are the repository root's (where bench_rtf.py is run)."""
@@ -261,9 +269,7 @@ def table(rows: list[tuple[str, tuple[Path, ...], str]], params: dict,
     ``alone`` ({exp dir: RTF}, :func:`rtf_alone`) adds an RTF column measured alone for the
     rows whose default decoding (``ctc_greedy``) of one of their runs it has."""
     figs = {label: row_figures(exps, tag, ood_exclude) for label, exps, tag in rows}
-    conditions: list[str] = []
-    for f in figs.values():
-        conditions += [k for k in f["ood_sets"] if k not in conditions]
+    conditions = _conditions(figs)
     head = (["model", "seeds", "params M (total / active)", "test_id CER", "test_id WER"]
             + [k.removeprefix("test_ood_") for k in conditions] + ["OOD pooled", "cs", "LID ID", "LID OOD", "RTF"]
             + (["RTF alone"] if alone is not None else []))
@@ -335,9 +341,7 @@ def wer_table(rows: list[tuple[str, tuple[Path, ...], str]], ood_exclude: tuple[
     """WER per test set, mean ± sd over the row's runs: test_id, each mismatched condition,
     OOD pooled and code-switched (the columns of :func:`table`, in words)."""
     figs = {label: row_figures(exps, tag, ood_exclude) for label, exps, tag in rows}
-    conditions: list[str] = []
-    for f in figs.values():
-        conditions += [k for k in f["ood_sets"] if k not in conditions]
+    conditions = _conditions(figs)
     head = ["model", "seeds", "test_id"] + [k.removeprefix("test_ood_") for k in conditions] + ["OOD pooled", "cs"]
     lines = ["|" + "|".join(head) + "|", "|" + "|".join("---" for _ in head) + "|"]
     for label, _, _ in rows:
