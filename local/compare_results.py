@@ -247,6 +247,11 @@ def row_figures(exps: tuple[Path, ...], tag: str, ood_exclude: tuple[str, ...] =
     return {"runs": [run_figures(scores, pool) for scores in runs], "ood_sets": ood_sets(runs)}
 
 
+def rows_figures(rows: list[tuple[str, tuple[Path, ...], str]], ood_exclude: tuple[str, ...] = ()) -> dict:
+    """{label: :func:`row_figures`} for every row: read once, shared by the tables and the plot."""
+    return {label: row_figures(exps, tag, ood_exclude) for label, exps, tag in rows}
+
+
 def _conditions(figs: dict) -> list[str]:
     """The mismatched conditions (test_ood_* sets) any row was decoded on, in first-seen order."""
     conditions: list[str] = []
@@ -264,11 +269,12 @@ def rtf_alone(path: Path) -> dict[Path, float]:
 
 
 def table(rows: list[tuple[str, tuple[Path, ...], str]], params: dict,
-          ood_exclude: tuple[str, ...] = (), alone: Optional[dict] = None) -> str:
+          ood_exclude: tuple[str, ...] = (), alone: Optional[dict] = None, figs: Optional[dict] = None) -> str:
     """The comparison: one row per model, each cell the mean ± sd over the row's runs.
     ``alone`` ({exp dir: RTF}, :func:`rtf_alone`) adds an RTF column measured alone for the
-    rows whose default decoding (``ctc_greedy``) of one of their runs it has."""
-    figs = {label: row_figures(exps, tag, ood_exclude) for label, exps, tag in rows}
+    rows whose default decoding (``ctc_greedy``) of one of their runs it has. ``figs``:
+    :func:`rows_figures` of the same rows, if already read."""
+    figs = figs or rows_figures(rows, ood_exclude)
     conditions = _conditions(figs)
     head = (["model", "seeds", "params M (total / active)", "test_id CER", "test_id WER"]
             + [k.removeprefix("test_ood_") for k in conditions] + ["OOD pooled", "cs", "LID ID", "LID OOD", "RTF"]
@@ -292,14 +298,14 @@ def table(rows: list[tuple[str, tuple[Path, ...], str]], params: dict,
 
 
 def seed_plot(rows: list[tuple[str, tuple[Path, ...], str]], path: Path,
-              ood_exclude: tuple[str, ...] = ()) -> None:
+              ood_exclude: tuple[str, ...] = (), figs: Optional[dict] = None) -> None:
     """CER of every seed of every row (a dot per seed, a bar at the mean): test_id and OOD pooled."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figs = {label: row_figures(exps, tag, ood_exclude)["runs"] for label, exps, tag in rows}
+    figs = {label: f["runs"] for label, f in (figs or rows_figures(rows, ood_exclude)).items()}
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.35 * len(rows) + 1.2), sharey=True)
     seeds = set()
     for ax, key, title in ((axes[0], "test_id", "test_id CER %"), (axes[1], "ood", "OOD pooled CER %")):
@@ -328,19 +334,21 @@ def seed_plot(rows: list[tuple[str, tuple[Path, ...], str]], path: Path,
     plt.close(fig)
 
 
-def language_table(rows: list[tuple[str, tuple[Path, ...], str]]) -> str:
+def language_table(rows: list[tuple[str, tuple[Path, ...], str]], figs: Optional[dict] = None) -> str:
     """test_id CER per language, mean ± sd over the row's runs."""
     lines = ["|model|" + "|".join(LANGS) + "|", "|---|" + "|".join("---" for _ in LANGS) + "|"]
-    for label, exps, tag in rows:
-        runs = row_figures(exps, tag)["runs"]
+    figs = figs or rows_figures(rows)
+    for label, _, _ in rows:
+        runs = figs[label]["runs"]
         lines.append(f"|{label}|" + "|".join(_mean_sd([r["id_lang"].get(lang) for r in runs]) for lang in LANGS) + "|")
     return "\n".join(lines) + "\n"
 
 
-def wer_table(rows: list[tuple[str, tuple[Path, ...], str]], ood_exclude: tuple[str, ...] = ()) -> str:
+def wer_table(rows: list[tuple[str, tuple[Path, ...], str]], ood_exclude: tuple[str, ...] = (),
+              figs: Optional[dict] = None) -> str:
     """WER per test set, mean ± sd over the row's runs: test_id, each mismatched condition,
     OOD pooled and code-switched (the columns of :func:`table`, in words)."""
-    figs = {label: row_figures(exps, tag, ood_exclude) for label, exps, tag in rows}
+    figs = figs or rows_figures(rows, ood_exclude)
     conditions = _conditions(figs)
     head = ["model", "seeds", "test_id"] + [k.removeprefix("test_ood_") for k in conditions] + ["OOD pooled", "cs"]
     lines = ["|" + "|".join(head) + "|", "|" + "|".join("---" for _ in head) + "|"]
@@ -495,6 +503,7 @@ def main(argv=None) -> str:
             params[exps[0]] = param_counts(exps[0])
     ood_exclude = tuple(x for x in a.ood_exclude.split(",") if x)
     env = environment(None)
+    figs = rows_figures(rows, ood_exclude)
     text = "\n".join([
         _marker(TAG, "begin"),
         f"## {TAG}", "",
@@ -509,10 +518,10 @@ def main(argv=None) -> str:
            if a.rtf_alone else "")
         + ("; read from the stage-9 sections of " + a.from_results_md + " (params total = every tensor "
            "in the checkpoint, BatchNorm statistics included, as their `model size`)" if a.from_results_md else ""),
-        "", table(rows, params, ood_exclude, rtf_alone(a.rtf_alone) if a.rtf_alone else None).rstrip("\n"),
+        "", table(rows, params, ood_exclude, rtf_alone(a.rtf_alone) if a.rtf_alone else None, figs).rstrip("\n"),
     ])
     if a.per_lang:
-        text += "\n\ntest_id CER per language:\n\n" + language_table(rows).rstrip("\n")
+        text += "\n\ntest_id CER per language:\n\n" + language_table(rows, figs).rstrip("\n")
     if a.relative:
         data_root = None if "results_md" in _SOURCE else a.data_root
         text += ("\n\nRelative CER change of A against B (negative: A has fewer errors; each system's CER "
@@ -522,14 +531,14 @@ def main(argv=None) -> str:
         text += "\n\n" + a.note.strip()
     text += f"\n{_marker(TAG, 'end')}\n"
     if a.seed_plot:
-        seed_plot(rows, a.seed_plot, ood_exclude)
+        seed_plot(rows, a.seed_plot, ood_exclude, figs)
     if a.wer_md:
         a.wer_md.parent.mkdir(parents=True, exist_ok=True)
         a.wer_md.write_text(
             "# WER of the accuracy table's rows\n\nWER in %, mean ± sd over the row's seeds; columns as in "
             "the CER table (OOD pooled" + (f" leaves out {', '.join(ood_exclude)}" if ood_exclude else "")
             + "). Written by `local/compare_results.py --wer_md` (`bench/accuracy_table.sh`), "
-            f"{env['date']}; {env['hardware']}; {env['software']}.\n\n" + wer_table(rows, ood_exclude))
+            f"{env['date']}; {env['hardware']}; {env['software']}.\n\n" + wer_table(rows, ood_exclude, figs))
     if a.results_md:
         update_results_md(a.results_md, TAG, text)
     print(text)
