@@ -9,7 +9,7 @@ shopt -s nullglob
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$root/tools/venv}
 apt_pkgs=(espeak-ng sox libsox-fmt-all festival festival-hi festival-mr festival-te
-          aspell-hi aspell-mr aspell-ta aspell-te npm ca-certificates)
+          aspell-hi aspell-mr aspell-ta aspell-te npm ca-certificates ffmpeg)
 
 log() { echo "[install] $*" >&2; }
 t0=$(date +%s)
