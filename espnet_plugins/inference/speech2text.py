@@ -1,6 +1,7 @@
 """Python API: transcribe audio with a trained model, optionally under a language prior.
 
 >>> s2t = Speech2Text("exp/asr/config.yaml", "exp/asr/valid.loss.ave.pth")
+>>> s2t = Speech2Text.from_pretrained("exp/asr/packed.zip")  # or its unpacked dir, or a hub repo id
 >>> s2t.set_language_prior(["hi", "mr"])           # expert pruning (hard) ...
 >>> s2t.set_language_prior(["hi"], mode="soft")     # ... or a soft bias
 >>> result = s2t(waveform_16k)                      # -> Result(text=..., lang=...)
@@ -163,6 +164,20 @@ class Speech2Text:
     def __call__(self, speech: Union[np.ndarray, torch.Tensor]) -> Result:
         speech = torch.as_tensor(speech, dtype=torch.float32)
         return self.batch(speech[None], torch.tensor([speech.shape[-1]]))[0]
+
+    @classmethod
+    def from_pretrained(cls, model_tag: str, **kwargs) -> "Speech2Text":
+        """Load a packed zip (``run.sh`` stage 11), its unpacked directory, or a Hugging
+        Face repo id (``owner/name[@revision]``, through ``huggingface_hub``'s cache and
+        the user's ``HF_*`` settings); ``kwargs`` go to the constructor.
+        See :mod:`espnet_plugins.deploy.pretrained`."""
+        import tempfile
+
+        from espnet_plugins.deploy.pretrained import resolve_model
+
+        with tempfile.TemporaryDirectory(prefix="espnet_plugins_cfg_") as workdir:
+            config, model_file = resolve_model(model_tag, workdir)
+            return cls(str(config), str(model_file), **kwargs)
 
     def _utterance_langs(self, aux, batch_size: int):
         """Utterance language = arg-max of the router's mean log-posterior over valid frames."""

@@ -1,0 +1,1 @@
+"""Deployment: packed models that load anywhere, ``from_pretrained``, the Hugging Face hub."""
