@@ -11,6 +11,7 @@ config this package or stock ESPnet can build. ``--allowed_langs hi,mr`` applies
 language prior (``--prior_mode hard`` = expert pruning, ``soft`` = bias).
 """
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -20,8 +21,12 @@ from pathlib import Path
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--asr_train_config", required=True)
-    p.add_argument("--asr_model_file", required=True)
+    p.add_argument("--asr_train_config", default=None, help="config.yaml (or --model_tag / --model_file)")
+    p.add_argument("--asr_model_file", default=None, help="checkpoint (or --model_tag / --model_file)")
+    p.add_argument("--model_tag", default=None,
+                   help="a packed zip (run.sh stage 11), its unpacked directory, or a Hugging Face repo id "
+                        "owner/name[@revision] (downloaded through huggingface_hub unless HF_HUB_OFFLINE=1)")
+    p.add_argument("--model_file", default=None, help="a packed zip or its unpacked directory (local --model_tag)")
     p.add_argument("--data_path_and_name_and_type", action="append",
                    help="e.g. dump/raw/test/wav.scp,speech,sound (or --sets_file)")
     p.add_argument("--key_file", default=None, help="decode only these utterances (a split of wav.scp)")
@@ -59,6 +64,11 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(f"{args.config}: unknown options {unknown}")
         parser.set_defaults(**conf)
         args = parser.parse_args(argv)
+    tags = [x for x in (args.model_tag, args.model_file) if x]
+    if len(tags) > 1 or (tags and (args.asr_train_config or args.asr_model_file)):
+        parser.error("give one of --model_tag, --model_file, or --asr_train_config with --asr_model_file")
+    if not tags and not (args.asr_train_config and args.asr_model_file):
+        parser.error("give --asr_train_config and --asr_model_file, or --model_tag / --model_file")
     if args.sets_file is None and (not args.data_path_and_name_and_type or not args.output_dir):
         parser.error("give --data_path_and_name_and_type and --output_dir, or --sets_file")
     if args.sets_file is not None and (args.data_path_and_name_and_type or args.output_dir or args.key_file):
@@ -101,14 +111,17 @@ def main(argv=None) -> None:
         raise SystemExit("--allowed_langs oracle[_wrong] needs --prior_utt2lang (or a sets file's 4th column) "
                          "and --batch_size 1")
     try:
-        s2t = Speech2Text(
-            args.asr_train_config, args.asr_model_file, device=device, decoding=args.decoding_method,
+        tag = args.model_tag or args.model_file
+        load = (functools.partial(Speech2Text.from_pretrained, tag) if tag
+                else functools.partial(Speech2Text, args.asr_train_config, args.asr_model_file))
+        s2t = load(
+            device=device, decoding=args.decoding_method,
             beam_size=args.beam_size, prior_mode=args.prior_mode, soft_floor=args.soft_floor,
             allowed_langs=args.allowed_langs.split(",") if args.allowed_langs and not oracle else None,
         )
         if oracle:  # its priors are set per utterance: fail now, not at the first batch
             s2t.check_language_prior_applies()
-    except ValueError as e:  # a bad option (unknown language, prior mode ...): no traceback
+    except (ValueError, FileNotFoundError) as e:  # a bad option or model tag: no traceback
         raise SystemExit(f"asr_inference: {e}")
     for data, key_file, output_dir, prior_utt2lang in sets:
         utt_prior = (_utterance_priors(prior_utt2lang, s2t.langs, args.allowed_langs == "oracle_wrong")
