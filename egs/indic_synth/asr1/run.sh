@@ -44,7 +44,8 @@ datadir=data
 dumpdir=dump
 expdir=exp
 results_md=           # stage 9 replaces its section here; default $expdir/RESULTS.md (the shipped RESULTS.md only when named)
-_options="base_exp results_md stage stop_stage mini ngpu gpu_inference nj seed corpus_seed corpus_config train_config inference_config tag token_type nbpe train_set valid_set test_sets adapt_set router_adapt_config allowed_langs prior_mode inference_model decode_router_adapt min_dur max_dur datadir dumpdir expdir"
+indic_norm=false      # true: stage 9 also scores with IndicNLP normalisation (scores_indicnlp.json; comparable with Vistaar)
+_options="base_exp results_md indic_norm stage stop_stage mini ngpu gpu_inference nj seed corpus_seed corpus_config train_config inference_config tag token_type nbpe train_set valid_set test_sets adapt_set router_adapt_config allowed_langs prior_mode inference_model decode_router_adapt min_dur max_dur datadir dumpdir expdir"
 prev=
 for a in "$@"; do  # --mini true swaps the defaults below; explicit options still win
   case "$prev $a" in "--mini "*) mini=$a ;; *" --mini="*) mini=${a#--mini=} ;; esac; prev=$a
@@ -265,6 +266,11 @@ if run_stage 9; then
   python local/score.py "${tests[@]}" --out_json "$decode_exp/decode_${inference_tag}/scores.json" \
     --results_md "$results_md" --tag "${decode_name} / ${inference_tag}" --config "$train_config" --seed "$seed" \
     --model_file "$decode_exp/$inference_model" --command "$run_command"
+  if [ "$indic_norm" = true ]; then
+    python local/score.py "${tests[@]}" --indic_norm --out_json "$decode_exp/decode_${inference_tag}/scores_indicnlp.json" \
+      --results_md "$results_md" --tag "${decode_name} / ${inference_tag} / indicnlp" --config "$train_config" --seed "$seed" \
+      --model_file "$decode_exp/$inference_model" --command "$run_command"
+  fi
 fi
 
 if run_stage 10; then
