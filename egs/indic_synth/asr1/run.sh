@@ -286,10 +286,10 @@ fi
 
 if run_stage 11; then
   if [ -s "$asr_exp/packed.zip" ]; then log "$asr_exp/packed.zip exists, skipping"; else
-    log "packing $asr_exp/packed.zip"
-    opts=(); [ "$bpemodel" = none ] || opts+=(--option "$bpemodel")
-    [ -f "$results_md" ] && opts+=(--option "$results_md")
-    python -m espnet_plugins.bin.espnet espnet2.bin.pack asr --asr_train_config "$asr_exp/config.yaml" --asr_model_file "$asr_exp/$inference_model" \
+    # every file config.yaml names (stats, token list, BPE model ...) goes in, under the zip's own names
+    log "packing $asr_exp/packed.zip (load: Speech2Text.from_pretrained or asr_inference --model_tag)"
+    opts=(); [ -f "$results_md" ] && opts+=(--option "$results_md")
+    python -m espnet_plugins.bin.pack --asr_train_config "$asr_exp/config.yaml" --asr_model_file "$asr_exp/$inference_model" \
       "${opts[@]}" --outpath "$asr_exp/packed.zip"
   fi
 fi
