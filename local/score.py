@@ -301,8 +301,26 @@ def _read_ref_map(path: Path) -> dict[str, str]:
         raise ScoringError(str(e)) from e
 
 
-def score_test_set(name: str, ref_dir, decode_dir) -> Result:
-    """Score one decode dir against its reference data dir."""
+_INDIC_NORMALIZERS: dict = {}
+
+
+def indic_normalize(text: str, lang: str) -> str:
+    """IndicNLP's script normaliser for ``lang`` (indic-nlp-library, as Vistaar's scoring uses),
+    then ``normalize_text``.  Languages it has no normaliser for (and code-switched
+    utterances) get ``normalize_text`` alone."""
+    if lang not in _INDIC_NORMALIZERS:
+        from indicnlp.normalize.indic_normalize import IndicNormalizerFactory
+
+        try:
+            _INDIC_NORMALIZERS[lang] = IndicNormalizerFactory().get_normalizer(lang)
+        except (KeyError, ImportError):  # unknown code; Urdu's normaliser needs the optional urduhack
+            _INDIC_NORMALIZERS[lang] = None
+    normalizer = _INDIC_NORMALIZERS[lang]
+    return normalize_text(normalizer.normalize(text) if normalizer is not None else text)
+
+
+def score_test_set(name: str, ref_dir, decode_dir, indic_norm: bool = False) -> Result:
+    """Score one decode dir against its reference data dir (``indic_norm``: see :func:`indic_normalize`)."""
     ref_dir, decode_dir = Path(ref_dir), Path(decode_dir)
     ref_text = _read_ref_map(ref_dir / "text")
     utt2lang = _read_ref_map(ref_dir / "utt2lang")
@@ -324,8 +342,12 @@ def score_test_set(name: str, ref_dir, decode_dir) -> Result:
             "%s: %d of %d reference utterances have no line in %s and are scored as all deletions (e.g. %s)",
             name, len(missing), len(utts), hyp_path, ", ".join(missing[:3]),
         )
-    refs = [normalize_text(ref_text[u]) for u in utts]
-    outs = [normalize_text(hyps.get(u, "")) for u in utts]
+    if indic_norm:
+        refs = [indic_normalize(ref_text[u], utt2lang[u]) for u in utts]
+        outs = [indic_normalize(hyps.get(u, ""), utt2lang[u]) for u in utts]
+    else:
+        refs = [normalize_text(ref_text[u]) for u in utts]
+        outs = [normalize_text(hyps.get(u, "")) for u in utts]
     word_counts = per_utterance_counts([r.split() for r in refs], [h.split() for h in outs])
     char_counts = per_utterance_counts([char_tokens(r) for r in refs], [char_tokens(h) for h in outs])
 
@@ -630,6 +652,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                         help="threads used for decoding (default: rtf.json's num_threads, else torch's default)")
     parser.add_argument("--command", help="the command to record in RESULTS.md (default: this script's own "
                         "command line); run.sh passes its own invocation")
+    parser.add_argument("--indic_norm", action="store_true",
+                        help="pass both sides through IndicNLP's normaliser for each utterance's language first "
+                        "(indic-nlp-library; comparable with Vistaar / IndicWhisper numbers)")
     args = parser.parse_args(argv)
     if args.results_md and not args.tag:
         parser.error("--results_md needs --tag (the section to add or replace)")
@@ -643,7 +668,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ScoringError(f"--test names must be unique; repeated: {', '.join(duplicates)}")
-        results = [score_test_set(*spec) for spec in specs]
+        results = [score_test_set(*spec, indic_norm=args.indic_norm) for spec in specs]
         by_name = {r.name: r for r in results}
         for name, data_dir in args.data_dir:
             if name not in by_name:
@@ -669,9 +694,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             info = []
             if args.model_file:
                 info = [("model file", args.model_file), ("model size", model_size(args.model_file))]
+            notes = incomplete_notes(results)
+            if args.indic_norm:
+                notes = ["Both sides IndicNLP-normalised (indic-nlp-library `IndicNormalizerFactory`, per "
+                         "utterance language) before the normalisation below.", *notes]
             section = results_section(args.tag, tables, environment(threads), command, config=args.config,
-                                      seed=args.seed, model_info=info + args.model_info,
-                                      notes=incomplete_notes(results))
+                                      seed=args.seed, model_info=info + args.model_info, notes=notes)
             update_results_md(args.results_md, args.tag, section)
         except ScoringError as e:
             parser.exit(1, f"error: {e}\n")
