@@ -1,5 +1,10 @@
 #!/usr/bin/env python3
-"""Stage 2: copy a Kaldi data dir into dump/, ready for ESPnet (raw 16 kHz mono 16-bit wav).
+"""Stage 2: copy a Kaldi data dir into dump/, ready for ESPnet (16 kHz mono 16-bit wav or flac).
+
+CLI (stable; recipes call it per set):
+    format_data_dir.py --src DIR --dst DIR [--lang_list FILE] [--nj N] [--audio_format wav|flac]
+--nj N decodes N recordings at a time (processes); the log counts progress. Rerunning
+with an existing complete ``--dst`` is a no-op.
 
 - validates the source (nothing in it is ever modified); ``--lang_list`` also checks that
   every language in utt2lang is known;
@@ -7,10 +12,15 @@
   written as clean LF / BOM-less copies; the source files stay byte-for-byte unchanged and
   the conversion is logged (``validate_data_dir.py`` and the library reject such files);
 - audio that is a pipe, not wav, not 16 kHz, not mono or not 16-bit PCM (e.g. 8 / 44.1 /
-  48 kHz, stereo, flac, mp3, 24-bit or float wav) is converted once with sox into
-  ``<dst>/wav/``; 16 kHz mono 16-bit wav files are referenced in place;
-- audio that cannot be read (corrupt header, not audio, failing pipe) or has zero length
-  is an error naming the wav.scp line, the utterance and the path;
+  48 kHz, stereo, flac, mp3, m4a, opus, 24-bit or float wav) is decoded once (libsndfile +
+  soxr in process; ffmpeg for m4a/mp4/aac/webm/wma; sox for pipes and what libsndfile
+  rejects: ``espnet_plugins.data.audio_format``) and written to ``<dst>/wav/`` as
+  ``--audio_format`` (flac: ~half the disk); 16 kHz mono 16-bit wav files are referenced in place;
+- a ``segments`` file (wav.scp = recordings) is cut from ONE decode per recording into
+  per-utterance files; the output has no segments;
+- audio that cannot be read (corrupt header, not audio, failing pipe), a segment past the
+  end of its recording, or zero-length audio is an error naming the wav.scp (segments)
+  line, the utterance and the path;
 - transcripts pass through ``normalize_text`` (the one normaliser training and scoring share);
 - writes ``utt2num_samples`` (shape file for audio-only training, e.g. router augmentation).
 The destination is built in ``<dst>.tmp`` and renamed, so an interrupted run is redone.
@@ -18,17 +28,15 @@ The destination is built in ``<dst>.tmp`` and renamed, so an interrupted run is 
 import argparse
 import logging
 import os
-import shlex
 import shutil
-import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import soundfile as sf  # noqa: E402
-
+from espnet_plugins.data.audio_format import AUDIO_FORMATS, Cut, Job, JobError, describe_entry, run_jobs  # noqa: E402
 from espnet_plugins.data.kaldi import (  # noqa: E402
     BOM,
     DataDirError,
@@ -62,61 +70,50 @@ def _clean_bytes(data: bytes) -> bytes:
     return (data[len(BOM):] if data.startswith(BOM) else data).replace(b"\r\n", b"\n")
 
 
-def _audio_error(src: Path, lineno: int, utt: str, path: str, why: str) -> DataDirError:
-    if path.endswith("|"):
-        check = f"run the command by hand ('{path[:-1].strip()} > x.wav; soxi x.wav'): it must write wav to stdout"
-    else:
-        check = f"check it with 'soxi {shlex.quote(path)}' and re-export or replace it"
+def _job_error(src: Path, err: JobError) -> DataDirError:
+    """The FILE:LINE message of a failed job (wav.scp line, or segments line for a cut)."""
+    if err.kind == "segment":
+        return DataDirError(
+            f"{src / err.file}:{err.lineno}: utterance {err.utt!r} ({err.entry}): {err.why}; fix its times or drop "
+            f"the segment")
+    if err.kind == "empty":
+        return DataDirError(
+            f"{src / err.file}:{err.lineno}: utterance {err.utt!r} has zero-length audio ({err.entry}); "
+            f"replace the file or drop the utterance from every file of the dir"
+        )
     return DataDirError(
-        f"{src / 'wav.scp'}:{lineno}: cannot read the audio of utterance {utt!r} ({path}): {why}; "
-        f"{check}, or drop the utterance"
+        f"{src / 'wav.scp'}:{err.lineno}: cannot read the audio of utterance {err.utt!r} ({err.entry}): {err.why}; "
+        f"{describe_entry(err.entry)}, or drop the utterance"
     )
 
 
-def _short(stderr: str, limit: int = 300) -> str:
-    """sox's (and a pipe's) stderr on one line: the cause, not a page of output."""
-    text = "; ".join(line.strip() for line in stderr.splitlines() if line.strip())
-    return text if len(text) <= limit else text[:limit] + " ..."
+def _jobs(src: Path) -> list:
+    """One job per recording, in wav.scp order (its n-th entry is on line n: validated, no blank lines)."""
+    wav = read_map(src / "wav.scp", allow_crlf=True, allow_bom=True)
+    if not (src / "segments").is_file():
+        return [Job(utt, path, lineno) for lineno, (utt, path) in enumerate(wav.items(), 1)]
+    cuts: dict = {}
+    for lineno, (utt, value) in enumerate(read_map(src / "segments", allow_crlf=True, allow_bom=True).items(), 1):
+        rec, start, end = value.split()
+        cuts.setdefault(rec, []).append(Cut(utt, float(start), None if float(end) == -1 else float(end), lineno))
+    return [Job(rec, path, lineno, cuts[rec]) for lineno, (rec, path) in enumerate(wav.items(), 1) if rec in cuts]
 
 
-def _needs_conversion(path: str) -> Optional[bool]:
-    """True if ``path`` is not 16 kHz mono 16-bit wav; None if libsndfile cannot read it."""
-    if path.endswith("|") or not path.lower().endswith(".wav"):
-        return True
-    try:
-        info = sf.info(path)
-    except sf.SoundFileError:
-        return None  # sox reads some wav variants libsndfile does not; it decides
-    return info.samplerate != FS or info.channels != 1 or info.format not in ("WAV", "WAVEX") \
-        or info.subtype != "PCM_16"
-
-
-def _convert(src: str, dst: Path) -> Optional[str]:
-    """Convert ``src`` (a file or a Kaldi pipe) to 16 kHz mono 16-bit wav; return sox's error or None."""
-    if src.endswith("|"):
-        # bash + pipefail: a failing producer must fail the conversion, not give sox empty input
-        sox = f"sox -V1 -t wav - -r {FS} -c 1 -b 16 {shlex.quote(str(dst))}"
-        cmd = ["bash", "-c", f"set -o pipefail; {src[:-1]} | {sox}"]
-    else:
-        cmd = ["sox", "-V1", src, "-r", str(FS), "-c", "1", "-b", "16", str(dst)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode != 0:
-        return res.stderr.strip() or f"exit status {res.returncode}"
-    return None
-
-
-def format_dir(src: Path, dst: Path, lang_list: Optional[Path] = None) -> None:
+def format_dir(src: Path, dst: Path, lang_list: Optional[Path] = None, nj: int = 1, audio_format: str = "wav",
+               fs: int = FS) -> None:
     """Validate ``src`` and write its formatted copy to ``dst`` (see the module docstring)."""
+    if audio_format not in AUDIO_FORMATS:
+        raise ValueError(f"--audio_format must be one of {', '.join(AUDIO_FORMATS)}, got {audio_format!r}")
     files = [f for f in sorted(src.iterdir()) if f.is_file() and not f.name.startswith(".")]
     fixes = {f.name: _line_end_fixes(f.read_bytes()) for f in files}
     # Errors name the user's files: validate the source, accepting what the copies will fix.
     validate_data_dir(src, require_text=(src / "text").exists(), lang_list=lang_list, allow_crlf=True,
-                      allow_bom=True)
+                      allow_bom=True, allow_segments=True)
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        converted = _write_formatted(src, tmp, dst)
+        converted = _write_formatted(src, tmp, dst, nj, audio_format, fs)
     except DataDirError:
         shutil.rmtree(tmp, ignore_errors=True)  # bad data, not an interruption: leave nothing behind
         raise
@@ -127,45 +124,45 @@ def format_dir(src: Path, dst: Path, lang_list: Optional[Path] = None) -> None:
         if names:
             logging.info(f"{src}: {done} in the copies of {', '.join(names)} (source files unchanged)")
     logging.info(f"{src} -> {dst}: {len(read_map(dst / 'wav.scp'))} utterances, {converted} converted to "
-                 f"{FS} Hz mono 16-bit wav")
+                 f"{fs} Hz mono 16-bit {audio_format}")
 
 
-def _write_formatted(src: Path, tmp: Path, dst: Path) -> int:
-    """Write the formatted copy of the validated ``src`` into ``tmp``; return the number of converted files."""
-    wav = read_map(src / "wav.scp", allow_crlf=True, allow_bom=True)
-    out_wav, tmp_wav, num_samples, converted = {}, {}, {}, 0
-    # The validated wav.scp has no blank lines, so its n-th entry is on line n.
-    for lineno, (utt, path) in enumerate(wav.items(), 1):
-        needs = _needs_conversion(path)
-        if needs is not False:
-            (tmp / "wav").mkdir(exist_ok=True)
-            target = tmp / "wav" / f"{utt}.wav"
-            err = _convert(path, target)
-            if err is not None:
-                who = "the pipe" if path.endswith("|") else "sox"
-                raise _audio_error(src, lineno, utt, path, f"{who} failed: {_short(err)}")
-            try:
-                info = sf.info(target)
-            except sf.SoundFileError as e:  # e.g. a pipe that wrote nothing sox complained about
-                raise _audio_error(src, lineno, utt, path, f"the converted audio is unreadable ({e})") from None
-            tmp_wav[utt] = str(target.resolve())
-            path = str((dst / "wav" / f"{utt}.wav").resolve())
-            converted += 1
-        else:
-            path = str(Path(path).resolve())
-            info = sf.info(path)
-        if info.frames == 0:
-            raise DataDirError(
-                f"{src / 'wav.scp'}:{lineno}: utterance {utt!r} has zero-length audio ({wav[utt]}); "
-                f"replace the file or drop the utterance from every file of the dir"
-            )
-        out_wav[utt], num_samples[utt] = path, str(info.frames)
+def _write_formatted(src: Path, tmp: Path, dst: Path, nj: int, audio_format: str, fs: int) -> int:
+    """Write the formatted copy of the validated ``src`` into ``tmp``; return the number of written audio files."""
+    jobs = _jobs(src)
+    (tmp / "wav").mkdir()
+    final_wav = str((dst / "wav").resolve())
+    out_wav, tmp_wav, num_samples = {}, {}, {}
+    t0, frames_done, step = time.time(), 0, max(1, len(jobs) // 20)
+    logging.info(f"{src}: formatting {len(jobs)} recordings with {nj} job(s)")
+    results = run_jobs(jobs, str(tmp / "wav"), final_wav, nj=nj, fs=fs, audio_format=audio_format)
+    try:
+        for done, res in enumerate(results, 1):
+            if isinstance(res, JobError):
+                raise _job_error(src, res)
+            for out in res:
+                out_wav[out.utt], num_samples[out.utt] = out.path, str(out.frames)
+                frames_done += out.frames
+                if out.path.startswith(final_wav + os.sep):
+                    tmp_wav[out.utt] = str(tmp / "wav" / os.path.basename(out.path))
+            if done % step == 0 or done == len(jobs):
+                elapsed = time.time() - t0
+                hours = frames_done / fs / 3600
+                logging.info(f"{src}: {done}/{len(jobs)} recordings ({100 * done // len(jobs)} %), {hours:.2f} h of "
+                             f"audio, {elapsed:.0f} s ({60 * hours / max(elapsed, 1e-9):.2f} h/min)")
+    finally:
+        results.close()  # an error stops the pool
+    if not tmp_wav:
+        (tmp / "wav").rmdir()
     # Converted files only reach dst/wav/ with the final rename: validate a wav.scp that points
     # at their tmp/ copies, then write the real one.
     write_map(tmp / "wav.scp", {**out_wav, **tmp_wav})
     write_map(tmp / "utt2num_samples", num_samples)
     rewritten = ("wav.scp", "spk2utt", "utt2num_samples", "text")  # written above / below
     for f in sorted(src.iterdir()):
+        # segments and per-recording maps describe the source's recordings, not the cut utterances
+        if f.name == "segments" or f.name.startswith("reco2"):
+            continue
         if f.is_file() and not f.name.startswith(".") and f.name not in rewritten:
             (tmp / f.name).write_bytes(_clean_bytes(f.read_bytes()))
     if (src / "text").exists():
@@ -174,7 +171,7 @@ def _write_formatted(src: Path, tmp: Path, dst: Path) -> int:
     write_map(tmp / "spk2utt", utt2spk_to_spk2utt(read_map(src / "utt2spk", allow_crlf=True, allow_bom=True)))
     validate_data_dir(tmp, require_text=(tmp / "text").exists())
     write_map(tmp / "wav.scp", out_wav)
-    return converted
+    return len(tmp_wav)
 
 
 def main() -> None:
@@ -183,13 +180,16 @@ def main() -> None:
     p.add_argument("--dst", required=True, type=Path)
     p.add_argument("--lang_list", type=Path, default=None,
                    help="file with one language per line; every language in utt2lang must be in it")
+    p.add_argument("--nj", type=int, default=1, help="recordings decoded at a time (processes)")
+    p.add_argument("--audio_format", choices=sorted(AUDIO_FORMATS), default="wav",
+                   help="format of the converted / cut audio in <dst>/wav (16-bit PCM either way)")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (format_data_dir) %(message)s")
     if (a.dst / "utt2num_samples").exists() and not a.dst.with_name(a.dst.name + ".tmp").exists():
         logging.info(f"{a.dst} exists, skipping")
         return
     try:
-        format_dir(a.src, a.dst, a.lang_list)
+        format_dir(a.src, a.dst, a.lang_list, nj=a.nj, audio_format=a.audio_format)
     except DataDirError as e:  # a user-data problem: the message is the whole story, no traceback
         logging.error(f"{e}")
         sys.exit(1)

@@ -220,6 +220,28 @@ def _check_sorted_unique(path: Path, allow_crlf: bool = False, allow_bom: bool =
     return entries
 
 
+def _check_segments(path: Path, segments: Mapping[str, tuple[int, str]],
+                    wav: Mapping[str, tuple[int, str]]) -> None:
+    """Each ``segments`` line is ``<utt> <recording in wav.scp> <start> <end>`` with 0 <= start < end (or end -1)."""
+    for utt, (lineno, value) in segments.items():
+        fields = value.split()
+        if len(fields) != 3:
+            raise DataDirError(f"{path}:{lineno}: expected '<utt> <recording> <start> <end>' (seconds), got "
+                               f"{(utt + ' ' + value).strip()!r}")
+        rec, start, end = fields
+        try:
+            t0, t1 = float(start), float(end)
+        except ValueError:
+            raise DataDirError(f"{path}:{lineno}: start/end {start!r} {end!r} of {utt!r} are not numbers "
+                               f"(seconds)") from None
+        if t0 < 0 or (t1 != -1 and t1 <= t0):
+            raise DataDirError(f"{path}:{lineno}: bad times {start} {end} for {utt!r}; need 0 <= start < end "
+                               f"(or end -1 for the end of the recording)")
+        if rec not in wav:
+            raise DataDirError(f"{path}:{lineno}: recording {rec!r} of segment {utt!r} is not in wav.scp; add "
+                               f"the recording to wav.scp or drop the segment")
+
+
 def read_lang_list(lang_list: Union[PathLike, Sequence[str]], allow_crlf: bool = True,
                    allow_bom: bool = False) -> list[str]:
     """Languages of a ``lang_list`` file (one per line, blank lines skipped) or of a list.
@@ -257,6 +279,7 @@ def validate_data_dir(
     lang_list: Union[PathLike, Sequence[str], None] = None,
     allow_crlf: bool = False,
     allow_bom: bool = False,
+    allow_segments: bool = False,
 ) -> None:
     """Check a data dir and raise :class:`DataDirError` on the first problem found.
 
@@ -269,6 +292,9 @@ def validate_data_dir(
     every wav path in ``wav.scp`` exists (piped commands ending in ``|`` are not run).
     Relative wav paths are resolved against the current directory, as Kaldi does.
     Audio content is not opened here (``local/format_data_dir.py`` does).
+    ``allow_segments``: a ``segments`` file (``<utt> <recording> <start> <end>``, seconds,
+    end ``-1`` = to the end) is accepted; ``wav.scp`` then holds recordings and the
+    per-utterance files are checked against the segment ids (the format stage cuts them).
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -283,10 +309,12 @@ def validate_data_dir(
                 "text": "; give the transcripts, or validate an audio-only dir with --no_text",
             }.get(name, "")
             raise DataDirError(f"{data_dir}: missing required file {name!r}{hint}")
-    if (data_dir / "segments").is_file():
+    has_segments = (data_dir / "segments").is_file()
+    if has_segments and not allow_segments:
         # wav.scp then holds recordings, not utterances: every id check below would fail confusingly
         raise DataDirError(
-            f"{data_dir / 'segments'}: data dirs with segments are not supported here; import the dir with "
+            f"{data_dir / 'segments'}: data dirs with segments are not supported here; format the dir with "
+            f"local/format_data_dir.py (it cuts each recording's segments from one decode) or import it with "
             f"local/data_prep/import_kaldi_dir.py, which cuts the segments into per-utterance audio"
         )
     # the lang_list is read by training, not copied by format: CRLF is harmless there, a BOM is not
@@ -294,26 +322,32 @@ def validate_data_dir(
     files = {
         p.name: _check_sorted_unique(p, allow_crlf, allow_bom)
         for p in sorted(data_dir.iterdir())
-        if p.is_file() and (p.name in required or p.name == "text" or p.name.startswith("utt2"))
+        if p.is_file() and (p.name in required or p.name == "text" or p.name.startswith("utt2")
+                            or (has_segments and p.name == "segments"))
     }
 
     wav = files["wav.scp"]
+    utts, id_file = wav, "wav.scp"
+    if has_segments:
+        utts, id_file = files["segments"], "segments"
+        _check_segments(data_dir / "segments", utts, wav)
     mismatch_hint = ("every per-utterance file must list the same ids "
                      "(Kaldi's utils/fix_data_dir.sh keeps only the common ones)")
     for name, entries in files.items():
-        if name in ("wav.scp", "spk2utt"):
+        if name in ("wav.scp", "spk2utt", "segments"):
             continue
         for utt, (lineno, _) in entries.items():
-            if utt not in wav:
+            if utt not in utts:
+                add = "add its audio to wav.scp" if id_file == "wav.scp" else "add its segment to segments"
                 raise DataDirError(
-                    f"{data_dir / name}:{lineno}: utterance {utt!r} is not in wav.scp; add its audio to wav.scp "
+                    f"{data_dir / name}:{lineno}: utterance {utt!r} is not in {id_file}; {add} "
                     f"or delete the line; {mismatch_hint}"
                 )
-        for utt, (lineno, _) in wav.items():
+        for utt, (lineno, _) in utts.items():
             if utt not in entries:
                 raise DataDirError(
-                    f"{data_dir / 'wav.scp'}:{lineno}: utterance {utt!r} has no entry in {name}; add it to {name} "
-                    f"or delete the utterance from wav.scp; {mismatch_hint}"
+                    f"{data_dir / id_file}:{lineno}: utterance {utt!r} has no entry in {name}; add it to {name} "
+                    f"or delete the utterance from {id_file}; {mismatch_hint}"
                 )
         for utt, (lineno, value) in entries.items():
             if not value:
