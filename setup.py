@@ -19,6 +19,7 @@ setup(
         "editdistance>=0.8,<0.9",  # ESPnet's validation CER (an extra in espnet 202611)
         "typeguard>=4,<5",
         "soundfile>=0.12,<0.15",
+        "soxr>=0.3,<2",  # format stage: resampling in process
         "tqdm>=4.66,<5",
         "humanfriendly>=10,<11",
         "matplotlib>=3.8,<4",  # routing analysis plots, ESPnet attention/loss plots
