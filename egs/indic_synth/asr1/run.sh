@@ -19,7 +19,7 @@ stop_stage=100
 mini=false
 ngpu=0
 gpu_inference=false   # true: stage 8 decodes on the GPU (--ngpu 1 per decoding job), as ESPnet's asr.sh
-nj=2                  # parallel jobs for synthesis, stats and decoding (1 thread each)
+nj=2                  # parallel jobs for synthesis, format, stats and decoding (1 thread each)
 seed=1                # training seed (model init, batch order, dropout)
 corpus_seed=1         # corpus synthesis seed: the same data for every training seed
 corpus_config=conf/corpus.yaml
@@ -38,6 +38,7 @@ prior_mode=hard       # hard (expert pruning) | soft
 inference_model=valid.loss.ave.pth   # checkpoint to decode (ESPnet's average of the n best epochs)
 decode_router_adapt=false  # true: stages 8-10 use stage 7's router-augmented ${asr_exp}_router_adapt (own decode dirs, RESULTS.md section)
 base_exp=             # frozen-encoder mode (frontend: frozen_encoder): the trained base model's exp dir
+audio_format=wav      # stage 2: wav | flac (converted / cut audio in $dumpdir; flac ~half the disk)
 min_dur=0.3
 max_dur=20
 datadir=data
@@ -45,7 +46,7 @@ dumpdir=dump
 expdir=exp
 results_md=           # stage 9 replaces its section here; default $expdir/RESULTS.md (the shipped RESULTS.md only when named)
 indic_norm=false      # true: stage 9 also scores with IndicNLP normalisation (scores_indicnlp.json; comparable with Vistaar)
-_options="base_exp results_md indic_norm stage stop_stage mini ngpu gpu_inference nj seed corpus_seed corpus_config train_config inference_config tag token_type nbpe train_set valid_set test_sets adapt_set router_adapt_config allowed_langs prior_mode inference_model decode_router_adapt min_dur max_dur datadir dumpdir expdir"
+_options="base_exp results_md indic_norm stage stop_stage mini ngpu gpu_inference nj seed corpus_seed corpus_config train_config inference_config tag token_type nbpe train_set valid_set test_sets adapt_set router_adapt_config allowed_langs prior_mode inference_model decode_router_adapt audio_format min_dur max_dur datadir dumpdir expdir"
 prev=
 for a in "$@"; do  # --mini true swaps the defaults below; explicit options still win
   case "$prev $a" in "--mini "*) mini=$a ;; *" --mini="*) mini=${a#--mini=} ;; esac; prev=$a
@@ -95,7 +96,7 @@ train_dir=$(train_copy "$train_set"); valid_dir=$(train_copy "$valid_set")
 if run_stage 2; then
   for s in $train_set $valid_set $test_sets $adapt_set; do
     [ -d "$datadir/$s" ] || { log "no $datadir/$s, skipping"; continue; }
-    python local/format_data_dir.py --src "$datadir/$s" --dst "$dumpdir/raw/org/$s"
+    python local/format_data_dir.py --src "$datadir/$s" --dst "$dumpdir/raw/org/$s" --nj "$nj" --audio_format "$audio_format"
   done
 fi
 
