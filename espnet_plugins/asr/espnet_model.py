@@ -206,7 +206,8 @@ class MoEASRModel(ESPnetASRModel):
                     "in this run so far). Many of them point to corrupt audio (NaN samples) or too "
                     "high a learning rate."
                 )
-            stats["nonfinite_step"] = loss.new_tensor(0.0 if finite else 1.0)
+            # shaped [1] like the stats force_gatherable made (DDP / DataParallel average them)
+            stats["nonfinite_step"] = loss.new_tensor([0.0 if finite else 1.0])
         return loss, stats, weight
 
     def encode(
