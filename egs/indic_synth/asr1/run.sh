@@ -9,7 +9,7 @@
 # Stages (each logs to exp/.../*.log and skips work already done):
 #   1 data synthesis   2 format   3 filter   4 tokenizer + lang_list   5 collect stats
 #   6 train   7 router augmentation   8 decode   9 score   10 routing analysis   11 pack
-#   12 ONNX export (frontend to CTC log-probs; --allowed_langs prunes the other experts)
+#   12 ONNX, sherpa-onnx  13 upload
 set -euo pipefail
 cd "$(dirname "$0")"
 run_command="./run.sh $*"   # before option parsing consumes "$@"; stage 9 records it
@@ -44,9 +44,10 @@ max_dur=20
 datadir=data
 dumpdir=dump
 expdir=exp
+hf_repo= # stage 13 uploads to this hub repo
 results_md=           # stage 9 replaces its section here; default $expdir/RESULTS.md (the shipped RESULTS.md only when named)
 indic_norm=false      # true: stage 9 also scores with IndicNLP normalisation (scores_indicnlp.json; comparable with Vistaar)
-_options="base_exp results_md indic_norm stage stop_stage mini ngpu gpu_inference nj seed corpus_seed corpus_config train_config inference_config tag token_type nbpe train_set valid_set test_sets adapt_set router_adapt_config allowed_langs prior_mode inference_model decode_router_adapt audio_format min_dur max_dur datadir dumpdir expdir"
+_options="base_exp results_md indic_norm stage stop_stage mini ngpu gpu_inference nj seed corpus_seed corpus_config train_config inference_config tag token_type nbpe train_set valid_set test_sets adapt_set router_adapt_config allowed_langs prior_mode inference_model decode_router_adapt audio_format min_dur max_dur datadir dumpdir expdir hf_repo"
 prev=
 for a in "$@"; do  # --mini true swaps the defaults below; explicit options still win
   case "$prev $a" in "--mini "*) mini=$a ;; *" --mini="*) mini=${a#--mini=} ;; esac; prev=$a
@@ -308,6 +309,20 @@ if run_stage 12; then
       --asr_model_file "$asr_exp/$inference_model" "${prior_opts[@]}" --output "$onnx" > "${onnx%.onnx}.log" 2>&1 \
       || { log "export failed (${onnx%.onnx}.log): $(tail -n 1 "${onnx%.onnx}.log")"; exit 1; }
     log "$(grep 'wrote' "${onnx%.onnx}.log" | tail -n 1 | sed 's/^.*INFO: //')"
+  fi
+fi
+# Stage 13: publish the packed model (+ model card: RESULTS.md section, languages, config,
+# command, data licence) with huggingface_hub. The token comes from HF_TOKEN or `hf auth
+# login`, never from an option; HF_HUB_OFFLINE=0 lifts activate.sh's offline default.
+if run_stage 13; then
+  if [ -z "$hf_repo" ]; then log "no --hf_repo: no upload"; else
+    [ -s "$asr_exp/packed.zip" ] || { log "no $asr_exp/packed.zip: run stage 11 first" >&2; exit 1; }
+    log "uploading $asr_exp/packed.zip to $hf_repo (${HF_ENDPOINT:-https://huggingface.co}; log: $asr_exp/upload.log)"
+    python -m espnet_plugins.bin.upload --packed "$asr_exp/packed.zip" --repo_id "$hf_repo" \
+      --results_md "$results_md" --results_tag "$tag / $inference_tag" --card_template conf/model_card.md \
+      --outdir "$asr_exp/hf_upload" > "$asr_exp/upload.log" 2>&1 \
+      || { log "upload failed ($asr_exp/upload.log): $(tail -n 1 "$asr_exp/upload.log")"; exit 1; }
+    log "$(grep 'uploaded' "$asr_exp/upload.log" | tail -n 1 | sed 's/^.*INFO: //')"
   fi
 fi
 _stage=; log "done (stages $stage..$stop_stage)"
