@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""Mutation testing of the library with mutmut 3 (not part of the default test run: slow).
+
+For each group (``asr``: ``espnet_plugins/asr/``; ``inference``:
+``espnet_plugins/inference/``; ``score``: ``local/score.py``) a snapshot of the working
+tree is copied into ``--workdir/<group>`` with a ``setup.cfg`` naming the files to
+mutate and the fast test files that exercise them; ``mutmut run`` then works in that
+snapshot's ``mutants/`` directory, so no mutant ever touches the working tree. mutmut
+maps every test to the functions it calls and runs, for each mutant, only the tests
+that reach the mutated function. Rerunning resumes: decided mutants keep their result
+(``--fresh`` starts over).
+
+The report (``--out``, default ``bench/results/mutation.md``) gives the kill rate per
+file, counting as equivalent the mutants listed in ``bench/conf/mutation_equivalent.tsv``
+(mutant name, tab, one-line reason: a mutant no test can kill because behaviour does
+not change), and shows the diff of every other survivor.
+
+Usage (2-core CPU; one worker, one thread; ~minutes per group)::
+
+    . tools/activate.sh
+    OMP_NUM_THREADS=1 python bench/mutation.py --groups asr inference score
+"""
+import argparse
+import collections
+import datetime
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# group -> (source dir copied to mutants/, glob of files to mutate, test files, deselected tests)
+GROUPS = {
+    "asr": (
+        "espnet_plugins",
+        ["espnet_plugins/asr/*"],
+        ["tests/test_task_and_model.py", "tests/test_blr_moe.py", "tests/test_smear_projector.py",
+         "tests/test_dispatch.py", "tests/test_masked_convolution.py", "tests/test_language_prior.py",
+         "tests/test_frozen_frontend.py"],
+        # subprocess-only (nothing in-process to map to a mutant) and slow
+        ["tests/test_task_and_model.py::test_print_config_cli_resolves_plugin_names"],
+    ),
+    "inference": (
+        "espnet_plugins",
+        ["espnet_plugins/inference/*"],
+        ["tests/test_ctc_decoding.py", "tests/test_language_prior.py", "tests/test_speech2text.py"],
+        [],
+    ),
+    "score": (
+        "local",
+        ["local/score.py"],
+        ["tests/test_scoring.py"],
+        [],
+    ),
+}
+# Parts of the tree the tests read besides the source dir and tests/.
+SNAPSHOT = ["espnet_plugins", "tests", "conf", "local", "bench", "egs/indic_synth/asr1/conf",
+            "egs/indic_synth/asr1/local", "pytest.ini", "setup.py"]
+SNAPSHOT_FILES = ["egs/indic_synth/asr1/run.sh", "egs/indic_synth/asr1/cmd.sh", "egs/indic_synth/asr1/path.sh"]
+STATUS_RE = re.compile(r"^\s*(\S+__mutmut_\d+): (.+)$")
+
+
+def snapshot(group: str, workdir: Path, fresh: bool) -> Path:
+    """Copy the working tree's files into ``workdir/group`` (keeping mutmut's state)."""
+    source, mutate, tests, deselect = GROUPS[group]
+    gdir = workdir / group
+    if fresh and gdir.exists():
+        shutil.rmtree(gdir)
+    gdir.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "results", ".mutmut", "data", "dump", "exp")
+    for rel in SNAPSHOT + SNAPSHOT_FILES:
+        src, dst = ROOT / rel, gdir / rel
+        if not src.exists():
+            continue
+        if dst.is_dir():
+            shutil.rmtree(dst)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=ignore, symlinks=True)
+        else:
+            shutil.copy2(src, dst)
+    # Tests and sources may have changed since the last run: let mutmut copy them anew.
+    for rel in ("tests", source):
+        if (gdir / "mutants" / rel).exists():
+            shutil.rmtree(gdir / "mutants" / rel)
+    tests = [t for t in tests if (ROOT / t).exists()]
+    also = [p for p in SNAPSHOT + SNAPSHOT_FILES if p not in (source, "tests")]
+    lines = ["[mutmut]", f"source_paths = {source}", "only_mutate ="]
+    lines += [f"    {p}" for p in mutate]
+    lines += ["also_copy ="] + [f"    {p}" for p in also]
+    lines += ["pytest_add_cli_args_test_selection ="] + [f"    {t}" for t in tests]
+    lines += ["pytest_add_cli_args =", "    -p", "    no:cacheprovider", "    -q"]
+    for d in deselect:
+        lines += ["    --deselect", f"    {d}"]
+    lines += ["use_git_change_detection = false", ""]
+    (gdir / "setup.cfg").write_text("\n".join(lines))
+    return gdir
+
+
+def run_group(group: str, gdir: Path, max_children: int, log) -> float:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CI="")
+    env.pop("PYTHONPATH", None)  # the snapshot's mutants/ must be the only espnet_plugins on the path
+    mutmut = shutil.which("mutmut") or str(Path(sys.executable).with_name("mutmut"))
+    start = time.time()
+    res = subprocess.run([mutmut, "run", "--max-children", str(max_children)], cwd=gdir, env=env,
+                         stdout=log, stderr=subprocess.STDOUT)
+    log.flush()
+    if res.returncode != 0:
+        print(f"mutmut run in {gdir} exited with {res.returncode}; see the log", file=sys.stderr)
+    return time.time() - start
+
+
+def results(gdir: Path):
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    mutmut = shutil.which("mutmut") or str(Path(sys.executable).with_name("mutmut"))
+    out = subprocess.run([mutmut, "results", "--all", "true"], cwd=gdir, env=env, capture_output=True,
+                         text=True).stdout
+    found = {}
+    for line in out.splitlines():
+        m = STATUS_RE.match(line)
+        if m:
+            found[m.group(1)] = m.group(2).strip()
+    return found
+
+
+def show(gdir: Path, name: str) -> str:
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    mutmut = shutil.which("mutmut") or str(Path(sys.executable).with_name("mutmut"))
+    out = subprocess.run([mutmut, "show", name], cwd=gdir, env=env, capture_output=True, text=True).stdout
+    return "\n".join(line for line in out.splitlines() if line.startswith(("-", "+", "@")) and not
+                     line.startswith(("---", "+++")))
+
+
+def load_equivalent(path: Path):
+    equivalent = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.startswith("#"):
+                name, _, reason = line.partition("\t")
+                equivalent[name.strip()] = reason.strip()
+    return equivalent
+
+
+def module_of(name: str) -> str:
+    return name.split(".x")[0] if ".x" in name else name.rsplit(".", 1)[0]
+
+
+def report(groups, workdir: Path, equivalent, seconds, out: Path) -> str:
+    lines = ["# Mutation testing (mutmut)", "",
+             f"Command: `OMP_NUM_THREADS=1 python bench/mutation.py --groups {' '.join(groups)}` "
+             f"({datetime.date.today()}, 2-core AMD EPYC CPU, no GPU, 1 mutmut worker; mutmut is "
+             "deterministic: no seed). Kill rate = killed / (all decided mutants - equivalent); "
+             "`timeout` and `segfault` count as killed (the mutant broke the run), `no tests` as "
+             "survivors (nothing in the selected test files reaches that function). Equivalent "
+             "mutants are listed with their reason in `bench/conf/mutation_equivalent.tsv`.", ""]
+    survivors_md = []
+    for group in groups:
+        gdir = workdir / group
+        found = results(gdir)
+        tests = GROUPS[group][2]
+        lines += [f"## {group}", "", f"Tests run against each mutant (those of these files that reach "
+                  f"its function): {', '.join('`' + t + '`' for t in tests)}; mutmut run took "
+                  f"{seconds.get(group, float('nan')) / 60:.1f} min this time.", "",
+                  "| module | mutants | killed | equivalent | survived | not run | kill rate |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        by_module = collections.defaultdict(list)
+        for name, status in found.items():
+            by_module[module_of(name)].append((name, status))
+        totals = collections.Counter()
+        for module in sorted(by_module):
+            c = collections.Counter()
+            for name, status in by_module[module]:
+                if status in ("killed", "timeout", "segfault", "caught by type check"):
+                    c["killed"] += 1
+                elif name in equivalent:
+                    c["equivalent"] += 1
+                elif status in ("survived", "no tests", "suspicious"):
+                    c["survived"] += 1
+                    survivors_md.append((name, status))
+                else:  # not checked (run interrupted), skipped
+                    c["not run"] += 1
+            c["mutants"] = len(by_module[module])
+            totals.update(c)
+            lines.append(_row(module, c))
+        lines += [_row("**total**", totals), ""]
+    lines += ["## Survivors", "",
+              "Each still needs a test, or a line in `bench/conf/mutation_equivalent.tsv`.", ""]
+    if not survivors_md:
+        lines.append("None.")
+    for name, status in survivors_md:
+        group = next(g for g in groups if (workdir / g / "mutants").exists() and name in results_cache(workdir / g))
+        lines += [f"### `{name}` ({status})", "", "```diff", show(workdir / group, name), "```", ""]
+    lines += ["## Equivalent mutants", "", "| mutant | why no test can kill it |", "|---|---|"]
+    seen = {n for g in groups for n in results_cache(workdir / g)}
+    lines += [f"| `{n}` | {r} |" for n, r in sorted(equivalent.items()) if n in seen]
+    text = "\n".join(lines) + "\n"
+    out.write_text(text, encoding="utf-8")
+    return text
+
+
+_cache = {}
+
+
+def results_cache(gdir: Path):
+    if gdir not in _cache:
+        _cache[gdir] = results(gdir)
+    return _cache[gdir]
+
+
+def _row(module, c):
+    decided = c["killed"] + c["survived"]
+    rate = f"{100 * c['killed'] / decided:.1f} %" if decided else "n/a"
+    return (f"| {module} | {c['mutants']} | {c['killed']} | {c['equivalent']} | {c['survived']} | "
+            f"{c['not run']} | {rate} |")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
+    parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / ".mutmut",
+                        help="snapshots and mutmut state (git-ignored)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "mutation.md")
+    parser.add_argument("--equivalent", type=Path, default=ROOT / "bench" / "conf" / "mutation_equivalent.tsv")
+    parser.add_argument("--max_children", type=int, default=1, help="parallel mutant workers")
+    parser.add_argument("--fresh", action="store_true", help="forget earlier results")
+    parser.add_argument("--report_only", action="store_true", help="rewrite the report from the last run")
+    args = parser.parse_args(argv)
+    seconds = {}
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    for group in args.groups:
+        if args.report_only:
+            continue
+        gdir = snapshot(group, args.workdir, args.fresh)
+        with open(args.workdir / f"{group}.log", "a") as log:
+            seconds[group] = run_group(group, gdir, args.max_children, log)
+        print(f"{group}: mutmut run took {seconds[group] / 60:.1f} min (log: {args.workdir / (group + '.log')})")
+    text = report(args.groups, args.workdir, load_equivalent(args.equivalent), seconds, args.out)
+    print(text.split("## Survivors")[0])
+
+
+if __name__ == "__main__":
+    main()
