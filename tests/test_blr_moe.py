@@ -93,14 +93,23 @@ def test_output_lengths_are_arithmetic(input_layer):
     ],
 )
 def test_padding_invariance(conf):
-    """An utterance alone == the same utterance in a zero-padded batch (eval mode)."""
-    enc = tiny(**conf).eval()
+    """An utterance alone == the same utterance in a zero-padded batch (eval mode).
+
+    Independent experts, and routing that uses several of them (checked), so that a
+    frame sent to the wrong expert (padding changing a decision, expert order mixed up
+    in dispatch) changes the output."""
+    enc = tiny(expert_init="independent", **conf).eval()
+    _spread_routing(enc)
     # 58 frames alone: 13 outputs; stock ESPnet mask slicing gives 15 in this batch.
     lengths = [75, 58, 31]
     x, ilens = batch(lengths)
     with torch.no_grad():
         out, olens, _ = enc(x, ilens)
-        logits = enc.pop_aux()["lid_logits"]
+        aux = enc.pop_aux()
+        logits = aux["lid_logits"]
+        valid = torch.arange(logits.size(1)) < olens.unsqueeze(1)
+        used = aux["expert_index"][valid].unique()
+        assert len(used) >= 2, f"routing uses only experts {used.tolist()}: the test would not see routing bugs"
         for i, length in enumerate(lengths):
             alone, alone_len, _ = enc(x[i : i + 1, :length], ilens[i : i + 1])
             alone_logits = enc.pop_aux()["lid_logits"]
@@ -110,6 +119,16 @@ def test_padding_invariance(conf):
             torch.testing.assert_close(
                 logits[i, :n], alone_logits[0], atol=1e-5, rtol=0
             )
+
+
+def _spread_routing(enc):
+    """Router decisions that follow the input (several experts per batch and per utterance),
+    not its untrained output bias."""
+    router = enc.router
+    last = router.output[-1] if router.router_type == "tdnn" else router.output
+    with torch.no_grad():
+        last.bias.zero_()
+        last.weight.mul_(10.0)
 
 
 def _dense_copy(moe_enc, expert, **conf):
@@ -136,8 +155,15 @@ def _dense_copy(moe_enc, expert, **conf):
     ids=["E1-qkvo", "transformer-vo", "lr-moe"],
 )
 def test_one_language_equals_dense(conf):
-    moe = tiny(**conf).eval()
+    """A hard prior of one language = the dense encoder holding that expert's weights.
+
+    Independent experts (each differs from the others) and a router biased towards
+    expert 0, so only a prior that really prunes, and dispatch to the right expert,
+    reproduce the dense output."""
+    moe = tiny(expert_init="independent", **conf).eval()
     expert = moe.num_experts - 1
+    if moe.num_experts > 1:
+        _strongly_prefer(moe, 0)
     moe.set_language_prior([expert])  # every frame -> the last expert
     dense = _dense_copy(moe, expert, **conf).eval()
     x, ilens = batch([60, 43])

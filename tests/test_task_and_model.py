@@ -1,5 +1,6 @@
 """ESPnet integration: registration, config printing, language labels, aux losses."""
 import io
+import math
 import subprocess
 import sys
 
@@ -98,23 +99,56 @@ def _batch():
 
 
 def test_model_adds_weighted_lid_and_balance_losses_and_reports_them():
+    """Loss = CTC + λ·LID + w·balance with LID and lid_acc computed by hand (not read back
+    from the model's stats): a router whose three rows are equal, so its logits are its
+    bias (0, 1, 0) on every frame; utterances of 12 and 9 frames (uneven padding)."""
     model = _toy_model(lid_weight=0.3, load_balance_weight=0.5)
-    loss, stats, _ = model(**_batch())
-    expected = stats["loss_ctc"] + 0.3 * stats["loss_lid"] + 0.5 * stats["loss_load_balance"]
-    assert torch.allclose(loss, expected)
-    assert 0.0 <= stats["lid_acc"] <= 1.0 and stats["route_frac_x"] == 0.5
+    with torch.no_grad():
+        model.encoder.router.weight.fill_(0.5)  # equal rows: softmax = softmax(bias); balance = 0.25
+        model.encoder.router.bias.copy_(torch.tensor([0.0, 1.0, 0.0]))
+    loss, stats, _ = model(**_batch())  # langs mr (1) and ta (2); every frame says mr
+    lse = math.log(2 + math.e)
+    lid = (12 * (lse - 1.0) + 9 * lse) / 21  # CE over the 21 valid frames only
+    assert float(stats["loss_lid"]) == pytest.approx(lid, rel=1e-5)
+    assert float(stats["lid_acc"]) == 0.5  # utterance 1 right, utterance 2 wrong
+    assert float(stats["loss_load_balance"]) == pytest.approx(0.25)
+    expected = float(stats["loss_ctc"]) + 0.3 * lid + 0.5 * 0.25
+    assert float(loss) == pytest.approx(expected, rel=1e-5) and float(stats["loss"]) == pytest.approx(expected, rel=1e-5)
+    assert stats["route_frac_x"] == 0.5 and "load_balance" not in stats
     loss.backward()
     assert model.encoder.router.weight.grad.abs().sum() > 0
 
 
-def test_frame_lid_loss_ignores_padding():
+def _uneven_lid_logits():
+    """Hand-made router logits for langs [[mr, hi], [ta]] (first language counts) with
+    lengths 12 and 9 of 12 frames. Utterance 1: 7 frames say mr, 5 say hi (majority
+    right). Utterance 2: 5 valid frames say hi, 4 say ta (majority wrong); its 3 padded
+    frames say ta loudly (counting them would flip its vote and lower the CE)."""
+    logits = torch.zeros(2, 12, 3)
+    logits[0, :7, 1] = 2.0
+    logits[0, 7:, 0] = 2.0
+    logits[1, :5, 0] = 2.0
+    logits[1, 5:9, 2] = 2.0
+    logits[1, 9:, 2] = 50.0
+    return ({"lid_logits": logits, "lid_lengths": torch.tensor([12, 9])},
+            torch.tensor([[1, 0], [2, -1]]), torch.tensor([2, 1]))
+
+
+def test_frame_lid_loss_is_normalised_over_valid_frames_and_lid_acc_votes_over_them():
+    """CE = Σ_valid CE / #valid frames (not / B·T, not a mean of utterance means), so the
+    effective λ does not depend on padding; lid_acc = share of utterances whose majority
+    frame decision over valid frames is their first language."""
     model = _toy_model()
-    b = _batch()
-    aux = {"lid_logits": torch.randn(2, 12, 3), "lid_lengths": b["speech_lengths"]}
-    loss1, _ = model.lid_loss_and_acc(aux, b["lang"], b["lang_lengths"])
-    aux["lid_logits"][1, 9:] = 100.0  # padded frames of utterance 2
-    loss2, _ = model.lid_loss_and_acc(aux, b["lang"], b["lang_lengths"])
-    assert torch.allclose(loss1, loss2)
+    aux, lang, lang_lengths = _uneven_lid_logits()
+    loss, acc = model.lid_loss_and_acc(aux, lang, lang_lengths)
+    a = math.log(math.exp(2) + 2)  # CE of a frame whose target has logit 0 and one rival 2
+    # 11 frames right (CE a - 2), 10 frames wrong (CE a), over 21 valid frames
+    assert float(loss) == pytest.approx((11 * (a - 2) + 10 * a) / 21, rel=1e-6)
+    assert float(acc) == 0.5
+    # More padding, or other content in it, changes nothing.
+    longer = dict(aux, lid_logits=torch.cat([aux["lid_logits"], torch.randn(2, 5, 3) * 9], 1))
+    loss2, acc2 = model.lid_loss_and_acc(longer, lang, lang_lengths)
+    assert float(loss2) == pytest.approx(float(loss), rel=1e-6) and float(acc2) == 0.5
 
 
 def test_ctc_lid_loss_handles_code_switched_sequences():
