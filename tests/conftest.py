@@ -17,3 +17,18 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 @pytest.fixture
 def repo_root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def mini_run(tmp_path_factory):
+    """Every stage of the dense mini recipe (synthesis included) in a temporary dir, run once
+    per session and shared (test_recipe_mini, test_deploy*): (tmp dir, run.sh output)."""
+    from _helpers import require_tools, run
+
+    require_tools("espeak-ng", "sox", "aspell", why="the mini recipe's corpus synthesis")
+    tmp = tmp_path_factory.mktemp("mini")
+    cmd = ["./run.sh", "--mini", "true", "--nj", "2", "--datadir", f"{tmp}/data", "--dumpdir", f"{tmp}/dump",
+           "--expdir", f"{tmp}/exp"]
+    res = run(cmd, cwd=ROOT / "egs" / "indic_synth" / "asr1", capture_output=True, text=True, timeout=1500)
+    assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return tmp, res.stdout + res.stderr

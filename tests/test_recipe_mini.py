@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _helpers import require_tools, run
+from _helpers import run
 
 RECIPE = Path(__file__).resolve().parents[1] / "egs" / "indic_synth" / "asr1"
 MOE = ["--train_config", "train_mini_smear_blr_moe.yaml", "--tag", "mini_moe"]
@@ -24,12 +24,8 @@ def _run(tmp, *args, timeout=900):
     return res.stdout + res.stderr
 
 
-@pytest.fixture(scope="module")
-def mini_run(tmp_path_factory):
-    """Every stage of the dense mini recipe (synthesis included) in a temporary dir."""
-    require_tools("espeak-ng", "sox", "aspell", why="the mini recipe's corpus synthesis")
-    tmp = tmp_path_factory.mktemp("mini")
-    return tmp, _run(tmp, timeout=1500)
+# mini_run (every stage of the dense mini recipe, once per session) is in conftest.py:
+# tests/test_deploy*.py use the same model.
 
 
 @pytest.fixture(scope="module")
