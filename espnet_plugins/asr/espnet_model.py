@@ -126,10 +126,19 @@ class MoEASRModel(ESPnetASRModel):
         self.train(self.training)
 
     def train(self, mode: bool = True):
+        """After :meth:`freeze_all_but_router`, ``train()`` trains the router alone.
+
+        Frozen modules stay in eval mode (the paper's "ASR frozen": no dropout, no
+        BatchNorm statistics update), while the model itself and SpecAugment are in
+        training mode, so augmentation and the non-finite-step guard still apply.
+        """
         super().train(mode)
         router_modules = getattr(self, "_router_modules", None)
         if mode and router_modules is not None:
             super().train(False)
+            self.training = True  # read by ESPnet's encode (SpecAugment) and forward's guard
+            if self.specaug is not None:
+                self.specaug.train(True)
             for _, module in router_modules:
                 module.train(True)
         return self
