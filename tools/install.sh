@@ -9,7 +9,11 @@ shopt -s nullglob
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$root/tools/venv}
 apt_pkgs=(espeak-ng sox libsox-fmt-all festival festival-hi festival-mr festival-te
-          aspell-hi aspell-mr aspell-ta aspell-te npm ca-certificates ffmpeg)
+          aspell-hi aspell-mr aspell-ta aspell-te npm ca-certificates ffmpeg
+          # KenLM's lmplz / build_binary (n-gram LMs, built from its PyPI sdist below) and the
+          # kenlm Python module (an sdist too): a C++ toolchain, Boost, compression libraries
+          cmake g++ libboost-program-options-dev libboost-system-dev libboost-thread-dev
+          libboost-test-dev zlib1g-dev libbz2-dev liblzma-dev)
 
 log() { echo "[install] $*" >&2; }
 t0=$(date +%s)
@@ -104,9 +108,26 @@ if [ ! -f "$stamp" ]; then
   log "pip install -r tools/requirements.txt (first time: several GB, a few minutes)"
   # grep drops pip's notes about this machine's optional local wheel mirrors
   "$VENV/bin/pip" install -q -r "$root/tools/requirements.txt" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
+  # pyctcdecode 0.5.0 (the CTC beam search with KenLM fusion) caps numpy<2 in its metadata
+  # only (released before numpy 2; tests/test_lm_decoding.py runs it on numpy 2): no deps,
+  # its one import (pygtrie) is in requirements.txt.
+  "$VENV/bin/pip" install -q --no-deps "pyctcdecode==0.5.0" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
   "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$root" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
   "$VENV/bin/python" -c "import espnet2, espnet_plugins" || { log "install check failed"; exit 1; }
   log "$("$VENV/bin/python" -c 'import espnet, torch, sys; print("python", sys.version.split()[0], "espnet", espnet.__version__, "torch", torch.__version__)')"
   rm -f "$VENV"/.installed-*; touch "$stamp"
+fi
+# KenLM's estimator and binarizer (not in Debian): built once from the kenlm sdist on PyPI
+# into $VENV/bin (on PATH once activated); ~1 min of CPU on 2 cores. Orders up to 6.
+if [ ! -x "$VENV/bin/lmplz" ] || [ ! -x "$VENV/bin/build_binary" ]; then
+  log "building KenLM lmplz + build_binary (kenlm 0.3.0 sdist from PyPI) into $VENV/bin"
+  kbuild=$(mktemp -d); trap 'rm -rf "$kbuild"' EXIT
+  "$VENV/bin/pip" download -q --no-deps --no-binary :all: "kenlm==0.3.0" -d "$kbuild" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
+  tar -xzf "$kbuild"/kenlm-*.tar.gz -C "$kbuild"
+  (cd "$kbuild"/kenlm-*/ && mkdir -p build && cd build \
+    && cmake .. -DCMAKE_BUILD_TYPE=Release -DKENLM_MAX_ORDER=6 -DBUILD_TESTING=OFF >"$kbuild/cmake.log" 2>&1 \
+    && make -j"$(nproc)" lmplz build_binary >"$kbuild/make.log" 2>&1) \
+    || { log "KenLM build failed:"; tail -n 20 "$kbuild"/*.log >&2; exit 1; }
+  install -m 755 "$kbuild"/kenlm-*/build/bin/lmplz "$kbuild"/kenlm-*/build/bin/build_binary "$VENV/bin/"
 fi
 log "done in $(( $(date +%s) - t0 )) s; activate with: . $root/tools/activate.sh"
