@@ -23,6 +23,7 @@ import espnet_plugins  # noqa: F401  (offline + quiet import hook, before espnet
 import numpy as np
 import torch
 from espnet2.tasks import asr as espnet_asr
+from espnet2.tasks.abs_task import optim_classes
 from espnet2.tasks.asr import ASRTask
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 from espnet2.utils.types import str2bool, str_or_none
@@ -133,6 +134,14 @@ class MoEASRTask(ASRTask):
             help="Router augmentation: freeze every parameter except the language "
             "router(s); training data then needs only speech + lang (no text).",
         )
+        group.add_argument(
+            "--router_lr_scale",
+            type=float,
+            default=1.0,
+            help="Learning rate of the language router(s) = optim_conf.lr x this "
+            "(its own optimizer parameter group; the lr scheduler scales both groups "
+            "alike). 1.0 = one group, as stock ESPnet.",
+        )
 
     @classmethod
     def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
@@ -168,6 +177,35 @@ class MoEASRTask(ASRTask):
         if mode == "train" and epochs > 0:
             factory = SortaGradIterFactory(factory, epochs, args.sort_batch)
         return factory
+
+    @classmethod
+    def build_optimizers(cls, args: argparse.Namespace, model: torch.nn.Module) -> List[torch.optim.Optimizer]:
+        scale = getattr(args, "router_lr_scale", 1.0)
+        if scale == 1.0:
+            return super().build_optimizers(args, model)
+        if scale <= 0:
+            raise ValueError(f"--router_lr_scale must be > 0, got {scale}")
+        if args.sharded_ddp or args.exclude_weight_decay:
+            raise ValueError(
+                "--router_lr_scale builds its own parameter groups and cannot be combined "
+                "with --sharded_ddp or --exclude_weight_decay; drop one of them"
+            )
+        router = model.router_parameters() if hasattr(model, "router_parameters") else []
+        if not router:
+            raise ValueError(
+                f"--router_lr_scale {scale} needs a model with a language router "
+                "(e.g. encoder: blr_moe); this model has none: remove the option"
+            )
+        ids = {id(p) for p in router}
+        rest = [p for p in model.parameters() if id(p) not in ids]
+        optim_class = optim_classes.get(args.optim)
+        if optim_class is None:
+            raise ValueError(f"must be one of {list(optim_classes)}: {args.optim}")
+        lr = args.optim_conf.get("lr")
+        if lr is None:
+            raise ValueError("--router_lr_scale needs optim_conf.lr to be set")
+        groups = [{"params": rest}, {"params": router, "lr": lr * scale}]
+        return [optim_class(groups, **args.optim_conf)]
 
     @classmethod
     @typechecked
