@@ -34,7 +34,7 @@ __all__ = ["DownloadError", "fetch_url", "hub_download", "safe_extract", "sha256
 
 log = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
-_CHUNK = 1 << 20
+_CHUNK = 1 << 16  # small enough that a dropped connection loses little
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
