@@ -9,7 +9,9 @@ padding experts to a capacity:
 2. :meth:`DispatchPlan.gather` permutes tokens into expert-contiguous order.
 3. :func:`grouped_linear` runs one matmul per expert on its contiguous slice of that
    sorted buffer (the loop over the E slices is the only Python loop; empty experts
-   are skipped). Consecutive expert layers (e.g. the two FFN linears) stay in sorted
+   are skipped), or, where PyTorch's grouped GEMM applies (CUDA, bf16, SM >= 80: see
+   :func:`grouped_mm_applies`), all experts in one ``torch.nn.functional.grouped_mm``
+   kernel. Consecutive expert layers (e.g. the two FFN linears) stay in sorted
    order between them.
 4. :meth:`DispatchPlan.scatter` puts the rows back into token order (weighting by the
    gate and summing replicas for top-k).
@@ -33,9 +35,18 @@ gradient per slice).
 :func:`dense_oracle_expert_linear` (compute every expert for every token, then select)
 is the reference the tests compare against; it is E times more expensive and is not
 used by any model.
+
+Experts without tokens: both matmul paths return a zero gradient for their slice of
+the stacked weight (the loop zero-fills it; the grouped GEMM's is zeroed explicitly,
+since some GPUs' kernels leave it non-zero: pytorch/pytorch#172439). So every expert
+parameter is in the autograd graph every step, which DDP with
+``find_unused_parameters=False`` requires (an expert that got no token on one rank
+still joins the gradient all-reduce).
 """
+import contextlib
 import itertools
 import math
+import os
 from typing import List, Optional, Tuple
 
 import torch
@@ -175,6 +186,22 @@ class DispatchPlan:
         """Rows M of the sorted buffer (routed token-expert pairs)."""
         return self.offsets[-1]
 
+    def group_ends(self) -> torch.Tensor:
+        """int32 [E] on the tokens' device: end row of each expert's slice (the
+        ``offs`` of ``grouped_mm``); computed on the device, no host sync."""
+        if getattr(self, "_group_ends", None) is None:
+            self._group_ends = self.counts.cumsum(0).to(torch.int32)
+        return self._group_ends
+
+    def row_expert(self) -> torch.Tensor:
+        """LongTensor [M]: the expert of each sorted row."""
+        if getattr(self, "_row_expert", None) is None:
+            experts = torch.arange(self.num_experts, device=self.counts.device)
+            self._row_expert = experts.repeat_interleave(
+                self.counts, output_size=self.num_rows
+            )
+        return self._row_expert
+
     def gather(self, x: torch.Tensor) -> torch.Tensor:
         """Token-ordered ``[*token_shape, D]`` -> expert-sorted ``[M, D]``."""
         if tuple(x.shape[:-1]) != self.token_shape:
@@ -274,6 +301,112 @@ class _GroupedLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b if ctx.has_bias else None, None
 
 
+class _GroupedMMLinear(torch.autograd.Function):
+    """:class:`_GroupedLinear` through ``torch.nn.functional.grouped_mm``: one kernel
+    for all experts, forward and both gradients (the weight gradient is the 2-D x 2-D
+    grouped product ``x^T @ grad`` split at the same offsets)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, plan):
+        ctx.plan = plan
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(x, weight)
+        out = torch.nn.functional.grouped_mm(x, weight, offs=plan.group_ends())
+        if bias is not None:  # grouped_mm has no per-group bias (torch 2.11)
+            out = out + bias.index_select(0, plan.row_expert())
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        plan = ctx.plan
+        grad = grad.contiguous()
+        need_x, need_w, need_b, _ = ctx.needs_input_grad
+        offs = plan.group_ends()
+        grad_x = grad_w = grad_b = None
+        if need_x:
+            grad_x = torch.nn.functional.grouped_mm(grad, weight.transpose(1, 2), offs=offs)
+        if need_w:
+            grad_w = torch.nn.functional.grouped_mm(x.t(), grad, offs=offs)
+            if plan.empty_experts:  # pytorch/pytorch#172439: not always zero
+                grad_w[plan.empty_experts] = 0.0
+        if need_b:
+            grad_b = torch.zeros(
+                weight.size(0), weight.size(2), dtype=torch.float32, device=grad.device
+            )
+            grad_b = grad_b.index_add_(0, plan.row_expert(), grad.float()).to(grad.dtype)
+        return grad_x, grad_w, grad_b if ctx.has_bias else None, None
+
+
+# "auto": the grouped GEMM where grouped_mm_applies() says so, the loop elsewhere;
+# "loop": always the loop; "grouped_mm": the grouped GEMM whenever torch has it
+# (also on the CPU, through PyTorch's reference kernel: how the tests exercise it).
+GROUPED_MM_MODES = ("auto", "loop", "grouped_mm")
+_grouped_mm_mode = os.environ.get("ESPNET_PLUGINS_GROUPED_MM", "auto")
+if _grouped_mm_mode not in GROUPED_MM_MODES:
+    raise ValueError(
+        f"ESPNET_PLUGINS_GROUPED_MM={_grouped_mm_mode!r}: must be one of {GROUPED_MM_MODES}"
+    )
+_capability = {}
+
+
+def set_grouped_mm(mode: str) -> str:
+    """Select the expert matmul (``auto``, ``loop`` or ``grouped_mm``); returns the
+    previous mode. The environment variable ``ESPNET_PLUGINS_GROUPED_MM`` sets the
+    initial one."""
+    global _grouped_mm_mode
+    if mode not in GROUPED_MM_MODES:
+        raise ValueError(f"grouped_mm mode must be one of {GROUPED_MM_MODES}, got {mode!r}")
+    if mode == "grouped_mm" and not hasattr(torch.nn.functional, "grouped_mm"):
+        raise RuntimeError(
+            f"torch {torch.__version__} has no torch.nn.functional.grouped_mm; "
+            "use mode auto or loop"
+        )
+    previous, _grouped_mm_mode = _grouped_mm_mode, mode
+    return previous
+
+
+@contextlib.contextmanager
+def grouped_mm_mode(mode: str):
+    """``with grouped_mm_mode("loop"): ...``: :func:`set_grouped_mm` for a block."""
+    previous = set_grouped_mm(mode)
+    try:
+        yield
+    finally:
+        set_grouped_mm(previous)
+
+
+def grouped_mm_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether PyTorch's grouped GEMM kernel takes these operands: CUDA, both bf16,
+    compute capability >= 8.0, and rows 16-byte aligned (in/out sizes multiples of 8),
+    which the kernel requires of its operand strides."""
+    if not hasattr(torch.nn.functional, "grouped_mm") or not x.is_cuda:
+        return False
+    if x.dtype != torch.bfloat16 or weight.dtype != torch.bfloat16:
+        return False
+    if weight.size(1) % 8 or weight.size(2) % 8:
+        return False
+    index = x.device.index if x.device.index is not None else torch.cuda.current_device()
+    if index not in _capability:
+        _capability[index] = torch.cuda.get_device_capability(index)
+    return _capability[index] >= (8, 0)
+
+
+def _use_grouped_mm(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    if _grouped_mm_mode == "loop":
+        return False
+    if _grouped_mm_mode == "grouped_mm":
+        return True
+    return grouped_mm_applies(x, weight)
+
+
+def _apply(x, weight, bias, plan):
+    if _use_grouped_mm(x, weight):
+        return _GroupedMMLinear.apply(x, weight, bias, plan)
+    return _GroupedLinear.apply(x, weight, bias, plan)
+
+
 def grouped_linear(
     x_sorted: torch.Tensor,
     weight: torch.Tensor,
@@ -291,6 +424,10 @@ def grouped_linear(
 
     Returns:
         [M, out], row r computed with the weights of the expert that owns row r.
+
+    The matmul is one ``grouped_mm`` kernel where :func:`grouped_mm_applies` (on
+    CUDA under bf16 autocast), a loop of ``addmm`` over the experts otherwise;
+    :func:`set_grouped_mm` overrides the choice.
     """
     if isinstance(plan, TracedDispatchPlan):
         return plan.linear(x_sorted, weight, bias)
@@ -310,8 +447,8 @@ def grouped_linear(
         x_sorted, weight = x_sorted.to(dtype), weight.to(dtype)
         bias = None if bias is None else bias.to(dtype)
         with torch.autocast(device_type, enabled=False):
-            return _GroupedLinear.apply(x_sorted, weight, bias, plan)
-    return _GroupedLinear.apply(x_sorted, weight, bias, plan)
+            return _apply(x_sorted, weight, bias, plan)
+    return _apply(x_sorted, weight, bias, plan)
 
 
 def dense_oracle_expert_linear(
