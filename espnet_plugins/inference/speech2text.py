@@ -7,7 +7,7 @@
 >>> result = s2t(waveform_16k)                      # -> Result(text=..., lang=...)
 """
 import dataclasses
-from typing import List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import espnet_plugins  # noqa: F401
 
@@ -18,10 +18,12 @@ from espnet2.text.token_id_converter import TokenIDConverter
 from espnet2.legacy.nets.pytorch_backend.transformer.subsampling import TooShortUttError
 
 from espnet_plugins.asr.moe_interface import require_language_prior_modules, set_model_language_prior
-from espnet_plugins.inference.ctc_decoding import ctc_greedy, ctc_prefix_beam_search
+from espnet_plugins.inference.ctc_decoding import ctc_greedy
 from espnet_plugins.tasks.asr import MoEASRTask
 
 DECODING_METHODS = ("ctc_greedy", "ctc_prefix_beam")
+# which n-gram LM decodes an utterance (ctc_prefix_beam): see Speech2Text's lm_mode
+LM_MODES = ("none", "routed", "mixed", "oracle", "pooled")
 
 
 @dataclasses.dataclass
@@ -34,13 +36,24 @@ class Result:
     # share of frames routed to each language expert (BLR-MoE) / SMEAR gate ḡ, if any
     route_frac: Optional[List[float]] = None
     smear_gate: Optional[List[float]] = None
+    # ctc_prefix_beam: n-best (text, score), words (word, start s, end s), the LM used
+    nbest: Optional[List[Tuple[str, float]]] = None
+    words: Optional[List[Tuple[str, float, float]]] = None
+    lm: Optional[str] = None
 
 
 class Speech2Text:
     """Loads ``config.yaml`` + checkpoint through :class:`MoEASRTask` and decodes with CTC.
 
     Args:
-        decoding: ``ctc_greedy`` (batched arg-max) or ``ctc_prefix_beam``.
+        decoding: ``ctc_greedy`` (batched arg-max) or ``ctc_prefix_beam`` (pyctcdecode,
+            :class:`~espnet_plugins.inference.lm_decoding.CTCBeamDecoder`).
+        ngram_dir / lm_mode: word n-gram LMs (``local/train_ngram.py``) and which one decodes
+            each utterance: ``none``; ``routed`` (the router's utterance language, within
+            ``allowed_langs`` if set); ``mixed`` (every language's LM, mixed by the router's
+            posteriors); ``oracle`` (the languages :meth:`batch` is given per utterance);
+            ``pooled`` (one LM of all languages); or a language code (that LM for all).
+        nbest / lm_weight / word_score / unk_score: see ``CTCBeamDecoder``.
         allowed_langs / prior_mode / soft_floor: language prior, see
             :meth:`set_language_prior`.
     """
@@ -55,9 +68,18 @@ class Speech2Text:
         allowed_langs: Optional[Sequence[str]] = None,
         prior_mode: str = "hard",
         soft_floor: float = 0.1,
+        ngram_dir: Optional[str] = None,
+        lm_mode: str = "none",
+        nbest: int = 1,
+        lm_weight: float = 0.5,
+        word_score: float = 1.0,
+        unk_score: float = -10.0,
     ):
         if decoding not in DECODING_METHODS:
             raise ValueError(f"decoding must be one of {DECODING_METHODS}, got {decoding!r}")
+        if lm_mode != "none" and (decoding != "ctc_prefix_beam" or ngram_dir is None):
+            raise ValueError(f"lm_mode={lm_mode!r} needs decoding=ctc_prefix_beam and an ngram_dir "
+                             "(local/train_ngram.py's output)")
         model, args = MoEASRTask.build_model_from_file(asr_train_config, asr_model_file, device)
         self.model = model.eval()
         self.device = device
@@ -68,6 +90,19 @@ class Speech2Text:
         self.tokenizer = build_tokenizer(token_type=args.token_type, bpemodel=args.bpemodel)
         self.set_language_prior(allowed_langs, prior_mode, soft_floor)
         self.min_samples = self._shortest_decodable_input()
+        self.lm_mode = lm_mode
+        self.beam_decoder = None
+        if decoding == "ctc_prefix_beam":
+            from espnet_plugins.inference.lm_decoding import CTCBeamDecoder
+
+            self.beam_decoder = CTCBeamDecoder(model.token_list, ngram_dir, beam_size, nbest, lm_weight,
+                                               word_score, unk_score)
+            known = list(LM_MODES) + self.beam_decoder.langs
+            if lm_mode not in known:
+                raise ValueError(f"lm_mode must be one of {known}, got {lm_mode!r}")
+            missing = sorted(set(self.langs or []) - set(self.beam_decoder.langs))
+            if lm_mode in ("routed", "mixed") and missing:
+                raise ValueError(f"lm_mode={lm_mode}: no LM in {ngram_dir} for the model's languages {missing}")
 
     @torch.no_grad()
     def _shortest_decodable_input(self) -> int:
@@ -111,6 +146,7 @@ class Speech2Text:
         decoding as if there were no prior.
         """
         set_model_language_prior(self.model, allowed_langs, self.langs, mode, soft_floor)
+        self.allowed_langs = list(allowed_langs) if allowed_langs else None  # also limits lm_mode=routed
 
     def check_language_prior_applies(self) -> None:
         """Raise ``ValueError`` if this model has nothing a language prior acts on
@@ -118,8 +154,10 @@ class Speech2Text:
         require_language_prior_modules(self.model)
 
     @torch.no_grad()
-    def batch(self, speech: torch.Tensor, lengths: torch.Tensor) -> List[Result]:
-        """Decode a padded batch: speech [B, S] float, lengths [B].
+    def batch(self, speech: torch.Tensor, lengths: torch.Tensor,
+              lm_langs: Optional[Sequence[Sequence[str]]] = None) -> List[Result]:
+        """Decode a padded batch: speech [B, S] float, lengths [B]; ``lm_langs``: each
+        utterance's language(s) for ``lm_mode="oracle"``.
 
         Utterances shorter than :attr:`min_samples` (too short for the STFT and the
         subsampling) get an empty result; the rest are decoded normally.
@@ -127,7 +165,9 @@ class Speech2Text:
         long_enough = (lengths >= self.min_samples).tolist()
         if not all(long_enough):
             keep = [i for i, k in enumerate(long_enough) if k]
-            decoded = iter(self.batch(speech[keep, : int(lengths[keep].max())], lengths[keep]) if keep else [])
+            sub_langs = [lm_langs[i] for i in keep] if lm_langs is not None else None
+            decoded = iter(self.batch(speech[keep, : int(lengths[keep].max())], lengths[keep], sub_langs)
+                           if keep else [])
             return [next(decoded) if k else Result("", [], []) for k in long_enough]
         speech, lengths = speech.to(self.device), lengths.to(self.device)
         enc, enc_lens = self.model.encode(speech, lengths)
@@ -135,20 +175,58 @@ class Speech2Text:
             enc = enc[0]
         aux = self.model.pop_aux() if hasattr(self.model, "pop_aux") else {}
         log_probs = self.model.ctc.log_softmax(enc)
+        langs, posts = self._utterance_langs(aux, len(log_probs))
+        beams = [None] * len(log_probs)
         if self.decoding == "ctc_greedy":
             hyps = ctc_greedy(log_probs, enc_lens)
         else:
-            hyps = [ctc_prefix_beam_search(lp[:n], self.beam_size)[0][0] for lp, n in zip(log_probs, enc_lens)]
-        langs, posts = self._utterance_langs(aux, len(hyps))
+            lms = [self._lm_for(posts[i], lm_langs[i] if lm_langs is not None else None)
+                   for i in range(len(log_probs))]
+            beams = [(lm, self.beam_decoder.decode(lp[:n], lm)) for lp, n, lm in zip(log_probs, enc_lens, lms)]
+            split = self.tokenizer.text2tokens if self.tokenizer is not None else list
+            hyps = [self.converter.tokens2ids(split(nb[0].text)) for _, nb in beams]
         route = self._route_fractions(aux, len(hyps))
         gate = getattr(self.model.preencoder, "last_gate", None)
         results = []
         for i, ids in enumerate(hyps):
             tokens = self.converter.ids2tokens(ids)
             text = self.tokenizer.tokens2text(tokens) if self.tokenizer is not None else "".join(tokens)
-            results.append(Result(text, tokens, ids, langs[i], posts[i], route[i],
-                                  gate[i].tolist() if gate is not None else None))
+            result = Result(text, tokens, ids, langs[i], posts[i], route[i],
+                            gate[i].tolist() if gate is not None else None)
+            if beams[i] is not None:  # frame spans -> seconds (encoder frames evenly cover the input)
+                lm, nbest = beams[i]
+                sec = float(lengths[i]) / 16000 / max(int(enc_lens[i]), 1)
+                result.text = nbest[0].text
+                result.nbest = [(h.text, h.score) for h in nbest]
+                result.words = [(w, round(s * sec, 3), round(e * sec, 3)) for w, s, e in nbest[0].words]
+                result.lm = lm if not isinstance(lm, dict) else "+".join(f"{k}:{v:.2f}" for k, v in lm.items())
+            results.append(result)
         return results
+
+    def _lm_for(self, post: Optional[List[float]], ref_langs: Optional[Sequence[str]]):
+        """The LM for one utterance (see ``lm_mode``): None, an LM name, or mixture weights."""
+        mode = self.lm_mode
+        if mode == "none":
+            return None
+        if mode == "pooled" or mode in self.beam_decoder.langs:
+            return mode
+        if mode == "oracle":
+            if not ref_langs:
+                raise ValueError("lm_mode=oracle needs each utterance's language(s): batch(..., lm_langs=...)")
+            langs = sorted(set(ref_langs))
+            return langs[0] if len(langs) == 1 else {lang: 1.0 / len(langs) for lang in langs}
+        allowed = self.allowed_langs or self.langs
+        if post is None:  # no router: a single allowed language still names the LM
+            if self.allowed_langs and len(self.allowed_langs) == 1:
+                return self.allowed_langs[0]
+            raise ValueError(f"lm_mode={mode} needs the router's language, and this model has no router: "
+                             "use lm_mode=pooled, lm_mode=<language>, or one --allowed_langs language")
+        weights = {lang: p for lang, p in zip(self.langs, post) if lang in allowed}
+        if mode == "routed":
+            return max(weights, key=weights.get)
+        weights = {lang: p for lang, p in weights.items() if p >= 0.01}  # each LM costs a query per word
+        total = sum(weights.values())
+        return {lang: p / total for lang, p in weights.items()}
 
     @staticmethod
     def _route_fractions(aux, batch_size: int):
