@@ -295,20 +295,35 @@ if run_stage 11; then
       "${opts[@]}" --outpath "$asr_exp/packed.zip"
   fi
 fi
+# Stage 12: ONNX (waveform -> CTC log-probs; onnx_decode.py) and sherpa-onnx (its
+# OfflineRecognizer.from_omnilingual_asr_ctc; sherpa_decode.py) exports; --allowed_langs
+# prunes the other languages' experts from both files.
 if run_stage 12; then
   onnx_name=model; [ -n "$allowed_langs" ] && onnx_name=model_prior_${prior_mode}_${allowed_langs//,/}
   onnx=$asr_exp/onnx/$onnx_name.onnx
+  sherpa_dir=$asr_exp/sherpa_onnx${onnx_name#model}
+  export_model() {  # export_model <output> <log> [options]: one export, its log line or its error
+    local out=$1 elog=$2; shift 2
+    OMP_NUM_THREADS=1 python -m espnet_plugins.bin.export --asr_train_config "$asr_exp/config.yaml" \
+      --asr_model_file "$asr_exp/$inference_model" "${prior_opts[@]}" --output "$out" "$@" > "$elog" 2>&1 \
+      || { log "export failed ($elog): $(tail -n 1 "$elog")"; exit 1; }
+    log "$(grep 'wrote' "$elog" | tail -n 1 | sed 's/^.*INFO: //')"
+  }
   if grep -Eq '^frontend: *frozen_encoder' "$asr_exp/config.yaml"; then
     log "frontend: frozen_encoder models are not exportable yet: no ONNX export"
   elif [[ "$allowed_langs" = oracle* ]]; then
     log "--allowed_langs $allowed_langs is a per-utterance prior: export with a fixed language set, e.g. hi,mr"
-  elif [ -s "$onnx" ]; then log "$onnx exists, skipping"; else
-    log "exporting $asr_exp/$inference_model -> $onnx${allowed_langs:+ (prior $prior_mode: $allowed_langs)}"
-    mkdir -p "$asr_exp/onnx"
-    OMP_NUM_THREADS=1 python -m espnet_plugins.bin.export --asr_train_config "$asr_exp/config.yaml" \
-      --asr_model_file "$asr_exp/$inference_model" "${prior_opts[@]}" --output "$onnx" > "${onnx%.onnx}.log" 2>&1 \
-      || { log "export failed (${onnx%.onnx}.log): $(tail -n 1 "${onnx%.onnx}.log")"; exit 1; }
-    log "$(grep 'wrote' "${onnx%.onnx}.log" | tail -n 1 | sed 's/^.*INFO: //')"
+  else
+    if [ -s "$onnx" ]; then log "$onnx exists, skipping"; else
+      log "exporting $asr_exp/$inference_model -> $onnx${allowed_langs:+ (prior $prior_mode: $allowed_langs)}"
+      mkdir -p "$asr_exp/onnx"
+      export_model "$onnx" "${onnx%.onnx}.log"
+    fi
+    if [ -s "$sherpa_dir/model.onnx" ]; then log "$sherpa_dir/model.onnx exists, skipping"; else
+      log "exporting $asr_exp/$inference_model -> $sherpa_dir (sherpa-onnx)"
+      peak=$(python -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1])).get('peak_dbfs', -1.0))" "$corpus_config")
+      export_model "$sherpa_dir" "$sherpa_dir.log" --format sherpa_onnx --peak_dbfs "$peak"
+    fi
   fi
 fi
 # Stage 13: publish the packed model (+ model card: RESULTS.md section, languages, config,
