@@ -24,6 +24,7 @@ setup(
         "humanfriendly>=10,<11",
         "matplotlib>=3.8,<4",  # routing analysis plots, ESPnet attention/loss plots
         "tensorboard>=2.15,<3",  # ESPnet's trainer writes its summaries
+        "huggingface_hub>=1.0,<3",  # from_pretrained(hub repo id), run.sh stage 13 upload
     ],
-    extras_require={"test": ["pytest>=8"], "export": ["onnx>=1.17,<2", "onnxruntime>=1.20,<2"]},
+    extras_require={"test": ["pytest>=8"], "export": ["onnx>=1.17,<2", "onnxruntime>=1.20,<2", "sherpa-onnx>=2.0.1,<3"]},
 )
