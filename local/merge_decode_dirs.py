@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Merge per-job decode outputs (``text``, ``token``, ``lang``, ``rtf.json``) into one dir."""
+"""Merge per-job decode outputs (``text``, ``token``, ``lang``, ``nbest``, ``words``, ``rtf.json`` ...) into one dir."""
 import argparse
 import json
 import sys
@@ -15,7 +15,12 @@ def main() -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("parts", nargs="+", type=Path)
     a = p.parse_args()
-    for name in ("token", "lang", "route_frac", "smear_gate", "text"):  # text last: its presence marks a finished merge
+    for name in ("nbest", "words"):  # several lines per utterance (rank / time order): kept in order
+        rows = [line for part in a.parts if (part / name).exists()
+                for line in (part / name).read_text(encoding="utf-8").splitlines()]
+        if rows:
+            atomic_write_text(a.out / name, "".join(r + "\n" for r in sorted(rows, key=lambda r: r.split(" ", 1)[0].encode())))
+    for name in ("token", "lang", "route_frac", "smear_gate", "lm", "text"):  # text last: its presence marks a finished merge
         rows = {}
         for part in a.parts:
             f = part / name

@@ -38,6 +38,15 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_workers", type=int, default=1)
     p.add_argument("--decoding_method", default="ctc_greedy", choices=["ctc_greedy", "ctc_prefix_beam"])
     p.add_argument("--beam_size", type=int, default=8)
+    p.add_argument("--nbest", type=int, default=1, help="ctc_prefix_beam: hypotheses written to <output_dir>/nbest")
+    p.add_argument("--ngram_dir", default=None, help="word n-gram LMs of local/train_ngram.py (run.sh stage 4)")
+    p.add_argument("--lm_mode", default="none",
+                   help="ctc_prefix_beam: which LM decodes each utterance: none | routed (the router's language) | "
+                        "mixed (the languages' LMs mixed by the router's posteriors) | oracle (the reference "
+                        "language from --prior_utt2lang / a sets file's 4th column) | pooled | a language code")
+    p.add_argument("--lm_weight", type=float, default=0.5, help="LM weight (alpha)")
+    p.add_argument("--word_score", type=float, default=1.0, help="word insertion bonus (beta)")
+    p.add_argument("--unk_score", type=float, default=-10.0, help="log10 penalty per out-of-vocabulary word")
     p.add_argument("--allowed_langs", default=None,
                    help="comma-separated language prior for every utterance, e.g. hi,mr; or 'oracle' (each "
                         "utterance's reference languages from --prior_utt2lang) or 'oracle_wrong' (a language "
@@ -110,6 +119,9 @@ def main(argv=None) -> None:
     if oracle and (any(prior is None for *_, prior in sets) or args.batch_size != 1):
         raise SystemExit("--allowed_langs oracle[_wrong] needs --prior_utt2lang (or a sets file's 4th column) "
                          "and --batch_size 1")
+    lm_oracle = args.lm_mode == "oracle"
+    if lm_oracle and any(prior is None for *_, prior in sets):
+        raise SystemExit("--lm_mode oracle needs --prior_utt2lang (or a sets file's 4th column)")
     try:
         tag = args.model_tag or args.model_file
         load = (functools.partial(Speech2Text.from_pretrained, tag) if tag
@@ -118,6 +130,8 @@ def main(argv=None) -> None:
             device=device, decoding=args.decoding_method,
             beam_size=args.beam_size, prior_mode=args.prior_mode, soft_floor=args.soft_floor,
             allowed_langs=args.allowed_langs.split(",") if args.allowed_langs and not oracle else None,
+            ngram_dir=args.ngram_dir, lm_mode=args.lm_mode, nbest=args.nbest, lm_weight=args.lm_weight,
+            word_score=args.word_score, unk_score=args.unk_score,
         )
         if oracle:  # its priors are set per utterance: fail now, not at the first batch
             s2t.check_language_prior_applies()
@@ -126,10 +140,11 @@ def main(argv=None) -> None:
     for data, key_file, output_dir, prior_utt2lang in sets:
         utt_prior = (_utterance_priors(prior_utt2lang, s2t.langs, args.allowed_langs == "oracle_wrong")
                      if oracle else {})
-        _decode(args, s2t, data, key_file, Path(output_dir), utt_prior, device)
+        utt_lm = _utterance_priors(prior_utt2lang, s2t.langs, False) if lm_oracle else {}
+        _decode(args, s2t, data, key_file, Path(output_dir), utt_prior, device, utt_lm)
 
 
-def _decode(args, s2t, data, key_file, out: Path, utt_prior: dict, device: str) -> None:
+def _decode(args, s2t, data, key_file, out: Path, utt_prior: dict, device: str, utt_lm: dict = None) -> None:
     import torch
 
     from espnet_plugins.tasks.asr import MoEASRTask
@@ -141,14 +156,16 @@ def _decode(args, s2t, data, key_file, out: Path, utt_prior: dict, device: str) 
         preprocess_fn=None, collate_fn=MoEASRTask.build_collate_fn(argparse.Namespace(), False), inference=True,
     )
     out.mkdir(parents=True, exist_ok=True)
-    lines = {"text": [], "token": [], "lang": [], "route_frac": [], "smear_gate": []}
+    lines = {"text": [], "token": [], "lang": [], "route_frac": [], "smear_gate": [], "nbest": [], "words": [],
+             "lm": []}
     audio_sec = decode_sec = 0.0
     fs = 16000  # dump/raw audio is 16 kHz (recipe stage 2 converts everything else)
     for keys, batch in loader:
         if utt_prior:
             s2t.set_language_prior(utt_prior[keys[0]], args.prior_mode, args.soft_floor)
         t0 = time.perf_counter()
-        results = s2t.batch(batch["speech"], batch["speech_lengths"])
+        lm_langs = {"lm_langs": [utt_lm[k] for k in keys]} if utt_lm else {}  # --lm_mode oracle
+        results = s2t.batch(batch["speech"], batch["speech_lengths"], **lm_langs)
         decode_sec += time.perf_counter() - t0
         audio_sec += float(batch["speech_lengths"].sum()) / fs
         for key, r in zip(keys, results):
@@ -160,13 +177,19 @@ def _decode(args, s2t, data, key_file, out: Path, utt_prior: dict, device: str) 
                 values = getattr(r, name)
                 if values is not None:
                     lines[name].append(f"{key} " + " ".join(f"{v:.4f}" for v in values))
+            if getattr(r, "nbest", None):  # ctc_prefix_beam: n-best, words (CTM: start, duration), LM used
+                lines["nbest"] += [f"{key} {n} {score:.3f} {text}".rstrip() for n, (text, score) in enumerate(r.nbest, 1)]
+                lines["words"] += [f"{key} 1 {s:.2f} {e - s:.2f} {w}" for w, s, e in r.words]
+                lines["lm"].append(f"{key} {r.lm or 'none'}")
     for name, rows in lines.items():
         if rows:  # atomic: a killed job never leaves a half file behind
-            atomic_write_text(out / name, "".join(r + "\n" for r in sorted(rows)))
+            # nbest / words: several lines per utterance, kept in rank / time order
+            order = sorted(rows, key=lambda r: r.split(" ", 1)[0]) if name in ("nbest", "words") else sorted(rows)
+            atomic_write_text(out / name, "".join(r + "\n" for r in order))
     rtf = {"audio_seconds": audio_sec, "decode_seconds": decode_sec,
            "rtf": decode_sec / audio_sec if audio_sec else None,
            "threads": torch.get_num_threads(), "device": device, "batch_size": args.batch_size,
-           "decoding_method": args.decoding_method}
+           "decoding_method": args.decoding_method, "lm_mode": args.lm_mode}
     (out / "rtf.json").write_text(json.dumps(rtf, indent=1))
     logging.info(f"decoded {len(lines['text'])} utterances into {out}, RTF {rtf['rtf']}")
 

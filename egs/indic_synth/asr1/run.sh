@@ -8,6 +8,7 @@
 #
 # Stages (each logs to exp/.../*.log and skips work already done):
 #   1 data synthesis   2 format   3 filter   4 tokenizer + lang_list   5 collect stats
+#   (4 also trains one word n-gram LM per language + a pooled one: --lm_order, --lm_text_dir)
 #   6 train   7 router augmentation   8 decode   9 score   10 routing analysis   11 pack
 #   12 ONNX, sherpa-onnx  13 upload
 set -euo pipefail
@@ -24,7 +25,10 @@ seed=1                # training seed (model init, batch order, dropout)
 corpus_seed=1         # corpus synthesis seed: the same data for every training seed
 corpus_config=conf/corpus.yaml
 train_config=train_dense_conformer.yaml   # looked up here, then in the repo's conf/
-inference_config=conf/decode_ctc_greedy.yaml
+inference_config=conf/decode_ctc_greedy.yaml   # decode_ctc_beam_lm_{routed,mixed,oracle,pooled}.yaml: + n-gram LMs
+lm_order=3            # stage 4's word n-gram LMs (KenLM), one per language + one pooled
+lm_text_dir=          # <lang>.txt files (one sentence a line) replacing that language's training transcripts as LM text
+lm_tag=               # LM dir $expdir/ngram_<lm_tag>; default <lm_order>gram[_<basename of lm_text_dir>]
 tag=                  # experiment name; default: train config name (+ _seed<N> unless seed 1)
 token_type=char       # char | bpe | unigram (sentencepiece, --nbpe pieces)
 nbpe=300
@@ -47,7 +51,7 @@ expdir=exp
 hf_repo= # stage 13 uploads to this hub repo
 results_md=           # stage 9 replaces its section here; default $expdir/RESULTS.md (the shipped RESULTS.md only when named)
 indic_norm=false      # true: stage 9 also scores with IndicNLP normalisation (scores_indicnlp.json; comparable with Vistaar)
-_options="base_exp results_md indic_norm stage stop_stage mini ngpu gpu_inference nj seed corpus_seed corpus_config train_config inference_config tag token_type nbpe train_set valid_set test_sets adapt_set router_adapt_config allowed_langs prior_mode inference_model decode_router_adapt audio_format min_dur max_dur datadir dumpdir expdir hf_repo"
+_options="lm_order lm_text_dir lm_tag base_exp results_md indic_norm stage stop_stage mini ngpu gpu_inference nj seed corpus_seed corpus_config train_config inference_config tag token_type nbpe train_set valid_set test_sets adapt_set router_adapt_config allowed_langs prior_mode inference_model decode_router_adapt audio_format min_dur max_dur datadir dumpdir expdir hf_repo"
 prev=
 for a in "$@"; do  # --mini true swaps the defaults below; explicit options still win
   case "$prev $a" in "--mini "*) mini=$a ;; *" --mini="*) mini=${a#--mini=} ;; esac; prev=$a
@@ -80,6 +84,8 @@ stats_dir=$expdir/asr_stats_$(basename "$token_dir")
 lang_list=$datadir/lang_list
 has_router() { grep -Eq '^encoder: *blr_moe|^preencoder: *smear_moe' "$1"; }  # language router or projector gate
 has_language_router() { grep -Eq '^encoder: *blr_moe' "$1"; }  # what router augmentation trains
+lm_tag=${lm_tag:-${lm_order}gram${lm_text_dir:+_$(basename "$lm_text_dir")}}
+lm_dir=$expdir/ngram_$lm_tag
 
 if run_stage 1; then
   log "synthesising the corpus ($corpus_config) into $datadir"
@@ -125,6 +131,14 @@ if run_stage 4; then
       --write_vocabulary true --add_symbol '<blank>:0' --add_symbol '<unk>:1' --add_symbol '<sos/eos>:-1'
     cut -d' ' -f2- "$train_dir/utt2lang" | tr ' ' '\n' | sort -u | grep -v '^$' > "$lang_list"
     log "languages: $(tr '\n' ' ' < "$lang_list")"
+  fi
+  if [ -s "$lm_dir/lms.yaml" ]; then log "n-gram LMs exist in $lm_dir, skipping"; else
+    lm_opts=(); [ -z "$lm_text_dir" ] || for f in "$lm_text_dir"/*.txt; do lm_opts+=(--lang_text "$(basename "$f" .txt)=$f"); done
+    for s in $test_sets; do [ -f "$dumpdir/raw/$s/text" ] && lm_opts+=(--report_oov "$s=$dumpdir/raw/$s"); done
+    log "training word ${lm_order}-gram LMs per language (KenLM) on $train_dir/text${lm_text_dir:+ and $lm_text_dir/*.txt} -> $lm_dir"
+    mkdir -p "$lm_dir"
+    python local/train_ngram.py --text "$train_dir/text" --utt2lang "$train_dir/utt2lang" --order "$lm_order" \
+      --out_dir "$lm_dir" "${lm_opts[@]}" > "$lm_dir/train.log" 2>&1 || { log "LM training failed: $(tail -n 3 "$lm_dir/train.log")"; exit 1; }
   fi
 fi
 
@@ -212,6 +226,8 @@ case $decode_router_adapt in
   *) echo "--decode_router_adapt must be true or false, got '$decode_router_adapt'" >&2; exit 1 ;;
 esac
 inference_tag=$(basename "$inference_config" .yaml); inference_tag=${inference_tag#decode_}
+lm_mode=$(sed -n 's/^lm_mode: *\([A-Za-z_]*\).*/\1/p' "$inference_config" | tail -n 1)  # n-gram LMs of stage 4
+[ -z "$lm_mode" ] || [ "$lm_mode" = none ] || [ "$lm_tag" = 3gram ] || inference_tag=${inference_tag}_$lm_tag
 # another checkpoint than the default gets its own decode dir and RESULTS.md section
 [ "$inference_model" = valid.loss.ave.pth ] || inference_tag=${inference_tag}_$(basename "$inference_model" .pth)
 [ -n "$allowed_langs" ] && inference_tag=${inference_tag}_prior_${prior_mode}_${allowed_langs//,/}
@@ -242,11 +258,16 @@ if run_stage 8; then
       out=$decode_dir/$s; mkdir -p "$out/logdir"
       python local/split_keys.py --scp "$dumpdir/raw/$s/wav.scp" --nj "$nj" --out "$out/logdir/keys.JOB.scp"
       prior=; case "$allowed_langs" in oracle*) prior=$dumpdir/raw/$s/utt2lang ;; esac
+      [ "$lm_mode" = oracle ] && prior=$dumpdir/raw/$s/utt2lang  # each utterance's own language's LM
       for j in $(seq "$nj"); do
         echo "$dumpdir/raw/$s/wav.scp $out/logdir/keys.$j.scp $out/logdir/output.$j $prior" >> "$decode_dir/logdir/sets.$j.txt"
       done
     done
     oracle_opts=(); case "$allowed_langs" in oracle*) oracle_opts=(--batch_size 1) ;; esac
+    if [ -n "$lm_mode" ] && [ "$lm_mode" != none ]; then
+      [ -s "$lm_dir/lms.yaml" ] || { log "$inference_config decodes with n-gram LMs and $lm_dir has none: run stage 4 first (--stage 4 --stop_stage 4)" >&2; exit 1; }
+      oracle_opts+=(--ngram_dir "$lm_dir")
+    fi
     log "decoding ${todo[*]} -> $decode_dir ($nj jobs)"
     OMP_NUM_THREADS=1 $decode_cmd JOB=1:"$nj" "$decode_dir/logdir/decode.JOB.log" python -m espnet_plugins.bin.asr_inference \
       --config "$inference_config" --ngpu "$inference_ngpu" "${prior_opts[@]}" "${oracle_opts[@]}" \
