@@ -24,6 +24,7 @@ from espnet2.tasks.abs_task import scheduler_classes
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from espnet_plugins.tasks.asr import MoEASRTask
+from espnet_plugins.train.auto_schedule import resolve_auto_schedule
 
 torch.set_num_threads(1)
 
@@ -142,6 +143,7 @@ def test_preset_builds_and_trains_one_step(preset, lists, request):
             assert getattr(model, key) == value, key
 
     optim = MoEASRTask.build_optimizers(args, model)[0]
+    resolve_auto_schedule(args, batches=394)  # max_steps: auto (the default corpus's batches per epoch)
     scheduler = scheduler_classes[args.scheduler](optim, **args.scheduler_conf) if args.scheduler else None
     if frozen:
         frontend_state = {k: v.clone() for k, v in model.frontend.state_dict().items()}

@@ -168,6 +168,8 @@ def test_the_default_preset_schedule_spans_the_default_corpus_training(lists):  
     from espnet_plugins.train.trainer import schedule_length_warning
     args = parse(BASE_PRESET, lists)
     from espnet2.tasks.abs_task import scheduler_classes
+    from espnet_plugins.train.auto_schedule import resolve_auto_schedule
+    assert resolve_auto_schedule(args, batches=394) == 3546  # max_steps: auto (tests/test_auto_schedule.py)
     opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
     sch = scheduler_classes[args.scheduler](opt, **args.scheduler_conf)
     opts = MoETrainer.build_options(args)

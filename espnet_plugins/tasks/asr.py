@@ -30,6 +30,7 @@ from espnet2.utils.types import str2bool, str_or_none
 from typeguard import typechecked
 
 from espnet_plugins.asr.espnet_model import MoEASRModel
+from espnet_plugins.train.auto_schedule import resolve_auto_schedule
 from espnet_plugins.train.sortagrad import SortaGradIterFactory
 from espnet_plugins.train.trainer import MoETrainer
 
@@ -160,6 +161,8 @@ class MoEASRTask(ASRTask):
     def main_worker(cls, args: argparse.Namespace):
         # required/optional_data_names are classmethods without access to args.
         cls._router_only = bool(getattr(args, "train_router_only", False))
+        if not args.collect_stats:
+            resolve_auto_schedule(args)  # scheduler_conf max_steps: auto -> epochs x batches (before it is built)
         super().main_worker(args)
 
     @classmethod

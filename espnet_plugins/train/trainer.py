@@ -18,16 +18,28 @@ Schedule length: a scheduler that runs for a fixed number of updates (``tristage
 training against ``max_epoch`` x the training iterator's batches / ``accum_grad``; a
 mismatch (another corpus size, ``batch_bins`` or ``max_epoch``) logs one warning with
 the value to set, since the schedule would otherwise end early (final lr held) or never
-reach its decay.
+reach its decay. ``max_steps: auto`` (:mod:`espnet_plugins.train.auto_schedule`) sets it
+from the same count before the scheduler is built.
+
+Mixed precision on the CPU: ESPnet's ``--use_amp true`` enters ``autocast("cuda")``
+only, so on the CPU (``--ngpu 0``) it would silently train in fp32 (and its
+``GradScaler`` disables itself there). Here ``--use_amp`` with ``--ngpu 0`` runs each
+training and validation forward under ``torch.autocast("cpu", dtype=torch.bfloat16)``;
+the backward runs outside it, in the dtypes the forward chose, and the weights (the
+optimizer's master copy) stay fp32. bf16 needs no loss scaling. On CUDA ESPnet's own
+path applies unchanged (bf16 autocast where the GPU supports it).
 
 Plateau warning: after each validation past ``--plateau_warn_iter`` training
 iterations, a valid ``cer_ctc`` still >= 95 % logs one warning line naming the usual
 causes, so an all-blank model never finishes silently (run.sh repeats it after stage 6).
 """
 import argparse
+import contextlib
 import dataclasses
 import logging
 from typing import Iterable, Iterator
+
+import torch
 
 from espnet2.train.reporter import aggregate
 from espnet2.train.trainer import Trainer, TrainerOptions
@@ -45,8 +57,8 @@ class MoETrainerOptions(TrainerOptions):
 SCHEDULE_MESSAGE = (
     "lr schedule length mismatch: scheduler_conf.{key}={have} but this training runs "
     "{epochs} epochs x {batches} batches / accum_grad {accum} = {want} updates, so the "
-    "schedule {what}. Set scheduler_conf.{key}: {want} (the recipe's presets assume the "
-    "default corpus, conf/corpus.yaml)."
+    "schedule {what}. Set scheduler_conf.{key}: auto (sized to the corpus when training "
+    "starts, as the presets do) or scheduler_conf.{key}: {want}."
 )
 SCHEDULE_TOLERANCE = 0.02  # DDP or a changed fold may move the batch count by a few
 
@@ -139,8 +151,9 @@ class MoETrainer(Trainer):
 
     @classmethod
     def validate_one_epoch(cls, model, iterator, reporter, options, distributed_option) -> None:
-        super().validate_one_epoch(model=model, iterator=iterator, reporter=reporter,
-                                   options=options, distributed_option=distributed_option)
+        with cpu_autocast(model, options):
+            super().validate_one_epoch(model=model, iterator=iterator, reporter=reporter,
+                                       options=options, distributed_option=distributed_option)
         limit = getattr(options, "plateau_warn_iter", 0)
         if limit > 0 and cls._train_iters >= limit and reporter.stats.get("cer_ctc"):
             cer = float(aggregate(reporter.stats["cer_ctc"]))
@@ -160,13 +173,35 @@ class MoETrainer(Trainer):
         if start > 0 and getattr(inner, "specaug", None) is not None:
             iterator = _SpecAugSchedule(iterator, inner, reporter, start)
         try:
-            return super().train_one_epoch(
-                model=model, iterator=iterator, optimizers=optimizers, schedulers=schedulers,
-                scaler=scaler, reporter=reporter, summary_writer=summary_writer,
-                options=options, distributed_option=distributed_option,
-            )
+            with cpu_autocast(model, options):
+                return super().train_one_epoch(
+                    model=model, iterator=iterator, optimizers=optimizers, schedulers=schedulers,
+                    scaler=scaler, reporter=reporter, summary_writer=summary_writer,
+                    options=options, distributed_option=distributed_option,
+                )
         finally:
             cls._train_iters = reporter.get_total_count()
+
+
+@contextlib.contextmanager
+def cpu_autocast(model: torch.nn.Module, options):
+    """With ``use_amp`` and ``ngpu == 0``: ``model``'s forward (the DDP wrapper's, if
+    distributed) runs under bf16 CPU autocast for the duration of the block; the
+    backward, called by ESPnet outside the forward, does not. Otherwise a no-op."""
+    if not (getattr(options, "use_amp", False) and getattr(options, "ngpu", 0) == 0):
+        yield
+        return
+    forward = model.forward
+
+    def amp_forward(*args, **kwargs):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return forward(*args, **kwargs)
+
+    model.forward = amp_forward  # an instance attribute shadows the class's forward
+    try:
+        yield
+    finally:
+        del model.forward
 
 
 class _SpecAugSchedule:
