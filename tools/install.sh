@@ -122,7 +122,7 @@ fi
 if [ ! -x "$VENV/bin/lmplz" ] || [ ! -x "$VENV/bin/build_binary" ]; then
   log "building KenLM lmplz + build_binary (kenlm 0.3.0 sdist from PyPI) into $VENV/bin"
   kbuild=$(mktemp -d); trap 'rm -rf "$kbuild"' EXIT
-  "$VENV/bin/pip" download -q --no-deps --no-binary :all: "kenlm==0.3.0" -d "$kbuild" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
+  "$VENV/bin/pip" download -q --no-deps --no-binary kenlm --no-build-isolation "kenlm==0.3.0" -d "$kbuild" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
   tar -xzf "$kbuild"/kenlm-*.tar.gz -C "$kbuild"
   (cd "$kbuild"/kenlm-*/ && mkdir -p build && cd build \
     && cmake .. -DCMAKE_BUILD_TYPE=Release -DKENLM_MAX_ORDER=6 -DBUILD_TESTING=OFF >"$kbuild/cmake.log" 2>&1 \
