@@ -1,6 +1,7 @@
 """Regression tests for the defects of the core review (issue 33), one section each."""
 from pathlib import Path
 
+import pytest
 import torch
 from espnet2.asr.ctc import CTC
 from espnet2.asr.specaug.abs_specaug import AbsSpecAug
@@ -91,3 +92,65 @@ def test_router_augmentation_config_applies_specaug_from_the_first_update(tmp_pa
                             timeout=60).stdout
     conf = yaml.safe_load(merged)
     assert conf["specaug"] == "specaug" and conf["specaug_start_iter"] == 0
+
+
+# ---------------------------------------------------------------- 3. SMEAR downsample_rate >= 2
+
+
+def _smear_exp(tmp_path, downsample_rate: int):
+    """(config.yaml, model.pth) of a random-weight SMEAR + BLR-MoE mini model."""
+    import numpy as np
+    import yaml
+    from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
+
+    from espnet_plugins.tasks.asr import MoEASRTask
+
+    conf = yaml.safe_load((ROOT / "conf" / "train_mini_smear_blr_moe.yaml").read_text())
+    conf["preencoder_conf"].update(downsample_rate=downsample_rate, residual=False)
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(conf))
+    (tmp_path / "tokens.txt").write_text("<blank>\n<unk>\n<space>\na\nb\nc\n<sos/eos>\n")
+    (tmp_path / "lang_list").write_text("hi\nmr\nta\nte\n")
+    np.savez(tmp_path / "feats_stats.npz", count=np.array(100.0), sum=np.zeros(40), sum_square=np.full(40, 100.0))
+    args = MoEASRTask.get_parser().parse_args([
+        "--config", str(tmp_path / "train.yaml"), "--token_list", str(tmp_path / "tokens.txt"),
+        "--lang_list", str(tmp_path / "lang_list"), "--token_type", "char",
+        "--normalize_conf", f"stats_file={tmp_path / 'feats_stats.npz'}"])
+    torch.manual_seed(0)
+    model = MoEASRTask.build_model(args)
+    with open(tmp_path / "config.yaml", "w", encoding="utf-8") as f:
+        yaml_no_alias_safe_dump(vars(args), f, indent=4, sort_keys=False)
+    torch.save(model.state_dict(), tmp_path / "model.pth")
+    return tmp_path / "config.yaml", tmp_path / "model.pth"
+
+
+def test_downsampler_raises_espnets_too_short_error():
+    from espnet2.legacy.nets.pytorch_backend.transformer.subsampling import TooShortUttError
+
+    from espnet_plugins.asr.preencoder.conv1d_downsampler import Conv1dDownsampler
+
+    down = Conv1dDownsampler(4, downsample_rate=5)
+    with pytest.raises(TooShortUttError, match="4 frames.*downsample_rate=5"):
+        down(torch.zeros(2, 7, 4), torch.tensor([7, 4]))
+
+
+def test_smear_projector_with_downsample_rate_5_loads_decodes_and_exports(tmp_path):
+    from espnet_plugins.export.onnx_export import export_onnx
+    from espnet_plugins.inference.onnx_decode import OnnxSpeech2Text
+    from espnet_plugins.inference.speech2text import Speech2Text
+
+    config, ckpt = _smear_exp(tmp_path, downsample_rate=5)
+    s2t = Speech2Text(str(config), str(ckpt))
+    # fbank hop 160, x5 projector, x4 conv2d: ~20 frames of 10 ms per encoder frame
+    assert 16000 * 0.2 < s2t.min_samples < 16000 * 0.5
+    g = torch.Generator().manual_seed(0)
+    speech = 0.1 * torch.randn(3, 24000, generator=g)
+    lengths = torch.tensor([24000, 16000, s2t.min_samples - 1])
+    results = s2t.batch(speech, lengths)
+    assert [r.token_ids for r in results][2] == [] and results[0].lang in ("hi", "mr", "ta", "te")
+    export_onnx(str(config), str(ckpt), str(tmp_path / "onnx" / "model.onnx"))
+    onnx_s2t = OnnxSpeech2Text(str(tmp_path / "onnx" / "model.onnx"))
+    assert onnx_s2t.min_samples == s2t.min_samples
+    onnx_results = onnx_s2t.batch([speech[i, : int(n)].numpy() for i, n in enumerate(lengths)])
+    assert [r["token_ids"] for r in onnx_results] == [r.token_ids for r in results]
+    assert [r["lang"] for r in onnx_results] == [r.lang for r in results]
+

@@ -2,7 +2,13 @@
 from typing import Tuple
 
 import torch
+from espnet2.legacy.nets.pytorch_backend.transformer.subsampling import TooShortUttError
 from typeguard import typechecked
+
+
+class TooShortForDownsamplingError(TooShortUttError, ValueError):
+    """ESPnet's too-short error (its decoders return an empty result for such input);
+    also a ``ValueError``, which this module raised before."""
 
 
 class Conv1dDownsampler(torch.nn.Module):
@@ -47,10 +53,12 @@ class Conv1dDownsampler(torch.nn.Module):
         olens = self.output_lengths(ilens)
         if bool((olens < 1).any()):
             shortest = int(ilens.min())
-            raise ValueError(
+            raise TooShortForDownsamplingError(
                 f"An utterance of {shortest} frames is shorter than downsample_rate="
                 f"{self.downsample_rate}; filter out short utterances or lower the "
-                "rate."
+                "rate.",
+                shortest,
+                self.downsample_rate,
             )
         frames = torch.arange(xs.size(1), device=xs.device)
         valid = (frames < ilens.unsqueeze(1)).to(xs.dtype)  # [B, T]
