@@ -429,3 +429,23 @@ def test_intermediate_ctc_loss_through_the_espnet_model(tmp_path):
     assert stats["loss_interctc_layer1"] > 0 and stats["ctc_emission"] is not None
     expected = 0.7 * stats["loss_ctc"] + 0.3 * stats["loss_interctc_layer1"] + 0.3 * stats["loss_lid"]
     assert torch.allclose(loss.sum(), expected + 0.01 * stats.get("loss_load_balance", 0), rtol=1e-4)
+
+
+def test_utterance_routing_is_the_arg_max_of_the_mean_log_posterior_over_valid_frames():
+    """Hand-made logits: utterance 1's valid frames lean to expert 1 on average though
+    most frames say 0; its padded frames shout expert 2 (they must not count)."""
+    from espnet_plugins.asr.moe.language_router import LanguageRouter
+
+    router = LanguageRouter(4, 3, router_type="linear", granularity="utterance")
+    logits = torch.zeros(2, 5, 3)
+    logits[0, :2, 0] = 1.0  # frames 0-1: mildly expert 0
+    logits[0, 2, 1] = 6.0  # frame 2: strongly expert 1 -> the mean log-posterior picks 1
+    logits[0, 3:, 2] = 50.0  # padding
+    logits[1, :, 2] = 1.0  # utterance 2 (all valid): expert 2
+    valid = torch.arange(5) < torch.tensor([3, 5]).unsqueeze(1)
+    assert router.select_experts(logits, valid).tolist() == [[1] * 5, [2] * 5]
+    frame = LanguageRouter(4, 3, router_type="linear", granularity="frame")
+    assert frame.select_experts(logits, valid)[0, :3].tolist() == [0, 0, 1]
+    # A hard prior masks the arg-max even where a pruned language's logit is far ahead.
+    frame.set_prior([0, 1])
+    assert frame.select_experts(logits + 2e4 * (torch.arange(3) == 2), valid).max() <= 1
