@@ -154,3 +154,47 @@ def test_smear_projector_with_downsample_rate_5_loads_decodes_and_exports(tmp_pa
     assert [r["token_ids"] for r in onnx_results] == [r.token_ids for r in results]
     assert [r["lang"] for r in onnx_results] == [r.lang for r in results]
 
+
+# ---------------------------------------------------------------- 4. ESPnet's init: option
+
+
+def test_espnet_init_keeps_the_projectors_init_contract():
+    """``init: xavier_uniform`` (ESPnet's ``initialize``) must not treat the stacked
+    [M, in, out] expert weights as conv kernels nor undo the projector's zero-inits."""
+    from espnet2.torch_utils.initialize import initialize
+
+    from espnet_plugins.asr.preencoder.smear_projector import SmearProjector
+
+    torch.manual_seed(0)
+    proj = SmearProjector(input_size=16, output_size=16, hidden_size=64, num_experts=4, residual=True,
+                          langs=LANGS, gate_conditioning="language")
+    initialize(proj, "xavier_uniform")
+    bank = proj.experts
+    assert not bank.w2.any() and not bank.b2.any()  # residual: the projector starts as the identity
+    assert not proj.condition_bias.weight.any()  # conditioning starts as a no-op
+    # w1 per expert as torch.nn.Linear(16, 64): U(+-1/4), not xavier with conv fans (64*16 in, 4*16 out)
+    assert 0.2 < float(bank.w1.abs().max()) <= 0.25 and 0.2 < float(bank.b1.abs().max()) <= 0.25
+    assert not torch.equal(bank.w1[0], bank.w1[1])  # independent experts
+    x, lengths = torch.randn(2, 10, 16), torch.tensor([10, 7])
+    y, _ = proj.eval()(x, lengths)
+    assert torch.equal(y[0], x[0]) and torch.equal(y[1, :7], x[1, :7])
+
+
+def test_espnet_init_through_the_task_keeps_a_plain_bank_linear_like(tmp_path):
+    """``--init xavier_uniform`` via build_model: a non-residual bank is reset per expert too."""
+    import yaml
+
+    from espnet_plugins.tasks.asr import MoEASRTask
+
+    conf = yaml.safe_load((ROOT / "conf" / "train_mini_smear_blr_moe.yaml").read_text())
+    conf["preencoder_conf"].update(residual=False, hidden_size=64)
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(conf))
+    (tmp_path / "tokens.txt").write_text("<blank>\n<unk>\na\n<sos/eos>\n")
+    (tmp_path / "lang_list").write_text("hi\nmr\n")
+    args = MoEASRTask.get_parser().parse_args([
+        "--config", str(tmp_path / "train.yaml"), "--token_list", str(tmp_path / "tokens.txt"),
+        "--lang_list", str(tmp_path / "lang_list"), "--normalize", "none", "--init", "xavier_uniform"])
+    bank = MoEASRTask.build_model(args).preencoder.experts
+    bound1, bound2 = 1 / 40 ** 0.5, 1 / 64 ** 0.5  # Linear(40, 64), Linear(64, 40)
+    assert 0.8 * bound1 < float(bank.w1.abs().max()) <= bound1 and float(bank.b1.abs().max()) <= bound1
+    assert 0.8 * bound2 < float(bank.w2.abs().max()) <= bound2 and float(bank.b2.abs().max()) > 0

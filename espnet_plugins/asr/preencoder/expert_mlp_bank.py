@@ -12,7 +12,8 @@ class ExpertMLPBank(torch.nn.Module):
     """M experts ``Linear -> activation -> dropout -> Linear`` sharing one layout.
 
     Weights are stacked ``w1 [M, D_in, H]``, ``w2 [M, H, D_out]`` (input-major, so
-    ``x @ w`` needs no transpose) and initialised like ``torch.nn.Linear``. The
+    ``x @ w`` needs no transpose) and initialised like ``torch.nn.Linear``, also after
+    ESPnet's ``init:`` option (its ``espnet_initialization_fn`` hook). The
     variants of :class:`SmearProjector` differ only in how they combine experts:
 
     - :meth:`forward_merged` (SMEAR): one virtual expert per utterance with
@@ -30,6 +31,8 @@ class ExpertMLPBank(torch.nn.Module):
         output_size: Output feature dimension.
         activation: One of ``relu``, ``gelu``, ``swish``, ``tanh``.
         dropout: Dropout rate on the hidden activation.
+        zero_output: Initialise the output layer (``w2``, ``b2``) to zero, so the bank
+            outputs zero until trained (a residual projector starts as the identity).
     """
 
     @typechecked
@@ -41,6 +44,7 @@ class ExpertMLPBank(torch.nn.Module):
         output_size: int,
         activation: str = "relu",
         dropout: float = 0.0,
+        zero_output: bool = False,
     ):
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -48,6 +52,7 @@ class ExpertMLPBank(torch.nn.Module):
                 f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}"
             )
         self.num_experts = num_experts
+        self.zero_output = zero_output
         self.activation = ACTIVATIONS[activation]
         self.dropout = torch.nn.Dropout(dropout)
         self.w1 = torch.nn.Parameter(torch.empty(num_experts, input_size, hidden_size))
@@ -57,11 +62,18 @@ class ExpertMLPBank(torch.nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Like ``torch.nn.Linear``: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+        """Like ``torch.nn.Linear``: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) per expert."""
         for weight, bias in ((self.w1, self.b1), (self.w2, self.b2)):
             bound = 1.0 / math.sqrt(weight.size(1))
             torch.nn.init.uniform_(weight, -bound, bound)
             torch.nn.init.uniform_(bias, -bound, bound)
+        if self.zero_output:
+            torch.nn.init.zeros_(self.w2)
+            torch.nn.init.zeros_(self.b2)
+
+    # ESPnet's ``init:`` treats >2-D parameters as conv kernels (wrong fans for stacked
+    # [M, in, out] weights) and ignores zero_output; it calls this hook afterwards.
+    espnet_initialization_fn = reset_parameters
 
     def expert_size(self) -> int:
         """Number of parameters of one expert."""

@@ -16,6 +16,14 @@ LOAD_BALANCE_TYPES = ("mse", "switch")
 GATE_CONDITIONING = ("none", "language", "family")
 
 
+class _ZeroInitEmbedding(torch.nn.Embedding):
+    """An embedding that starts (and after ESPnet's ``init:``, which calls every
+    embedding's ``reset_parameters``, restarts) at zero."""
+
+    def reset_parameters(self) -> None:
+        torch.nn.init.zeros_(self.weight)
+
+
 class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
     """Conv1D downsampler -> utterance gate -> M expert MLPs merged per utterance.
 
@@ -154,7 +162,8 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
                 input_size, num_experts, gate_type, gate_hidden_size
             )
         self.experts = ExpertMLPBank(
-            num_experts, input_size, hidden_size, output_size, activation, dropout
+            num_experts, input_size, hidden_size, output_size, activation, dropout,
+            zero_output=residual,  # the residual projector starts as the identity
         )
         self.residual = residual
         if residual:
@@ -165,9 +174,6 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
                     f"== input_size (got {output_size} and {input_size}); set "
                     "residual: false or change them"
                 )
-            # Zero output layer: the residual projector starts as the identity.
-            torch.nn.init.zeros_(self.experts.w2)
-            torch.nn.init.zeros_(self.experts.b2)
         self.last_gate: Optional[torch.Tensor] = None
         self._setup_conditioning(langs, gate_conditioning, language_families, condition_dropout)
 
@@ -228,8 +234,7 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
             lang_to_condition = [names.index(families[x]) for x in self.langs]
         self.condition_names = names
         # Row len(names) is "unknown". Zero init: conditioning starts as a no-op.
-        self.condition_bias = torch.nn.Embedding(len(names) + 1, self.num_experts)
-        torch.nn.init.zeros_(self.condition_bias.weight)
+        self.condition_bias = _ZeroInitEmbedding(len(names) + 1, self.num_experts)
         self.register_buffer(
             "_lang_to_condition", torch.tensor(lang_to_condition), persistent=False
         )
