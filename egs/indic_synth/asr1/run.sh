@@ -43,6 +43,11 @@ inference_model=valid.loss.ave.pth   # checkpoint to decode (ESPnet's average of
 decode_router_adapt=false  # true: stages 8-10 use stage 7's router-augmented ${asr_exp}_router_adapt (own decode dirs, RESULTS.md section)
 base_exp=             # frozen-encoder mode (frontend: frozen_encoder): the trained base model's exp dir
 audio_format=wav      # stage 2: wav | flac (converted / cut audio in $dumpdir; flac ~half the disk)
+speed_perturb_factors=  # stage 2: e.g. "0.9 1.0 1.1": train on <train_set>_sp (as ESPnet asr.sh; off: empty)
+narrowband_train=false  # stage 2: true adds a telephone-band copy (nb- ids) of the training set (8 kHz test sets)
+lang_temperature=       # stage 3: e.g. 2: temperature-based language upsampling of the training set (off: empty)
+rir_scp=                # stage 6: RIR list for ESPnet's preprocessor (rir_apply_prob in the yaml)
+noise_scp=              # stage 6: noise list (e.g. MUSAN) for ESPnet's preprocessor (noise_apply_prob, noise_db_range in the yaml)
 min_dur=0.3
 max_dur=20
 datadir=data
@@ -51,7 +56,7 @@ expdir=exp
 hf_repo= # stage 13 uploads to this hub repo
 results_md=           # stage 9 replaces its section here; default $expdir/RESULTS.md (the shipped RESULTS.md only when named)
 indic_norm=false      # true: stage 9 also scores with IndicNLP normalisation (scores_indicnlp.json; comparable with Vistaar)
-_options="lm_order lm_text_dir lm_tag base_exp results_md indic_norm stage stop_stage mini ngpu gpu_inference nj seed corpus_seed corpus_config train_config inference_config tag token_type nbpe train_set valid_set test_sets adapt_set router_adapt_config allowed_langs prior_mode inference_model decode_router_adapt audio_format min_dur max_dur datadir dumpdir expdir hf_repo"
+_options="lm_order lm_text_dir lm_tag base_exp results_md indic_norm stage stop_stage mini ngpu gpu_inference nj seed corpus_seed corpus_config train_config inference_config tag token_type nbpe train_set valid_set test_sets adapt_set router_adapt_config allowed_langs prior_mode inference_model decode_router_adapt audio_format speed_perturb_factors narrowband_train lang_temperature rir_scp noise_scp min_dur max_dur datadir dumpdir expdir hf_repo"
 prev=
 for a in "$@"; do  # --mini true swaps the defaults below; explicit options still win
   case "$prev $a" in "--mini "*) mini=$a ;; *" --mini="*) mini=${a#--mini=} ;; esac; prev=$a
@@ -98,9 +103,22 @@ fi
 train_copy() {
   case " $test_sets $adapt_set " in *" $1 "*) echo "$dumpdir/raw/${1}_filtered" ;; *) echo "$dumpdir/raw/$1" ;; esac
 }
+train_src=$train_set  # real-data augmentation: stage 2 derives <train_set>_sp / _nb from it, stage 3 balances
+if [ -n "$speed_perturb_factors" ]; then train_set=${train_set}_sp; fi
+if [ "$narrowband_train" = true ]; then train_set=${train_set}_nb; fi
 train_dir=$(train_copy "$train_set"); valid_dir=$(train_copy "$valid_set")
+if [ -n "$lang_temperature" ]; then train_bal_src=$train_dir; train_dir=${train_dir}_bal_T${lang_temperature}; fi
+if [ "$train_src" != "$train_set" ] || [ -n "$lang_temperature" ]; then stats_dir=${stats_dir}_$(basename "$train_dir"); fi
 
 if run_stage 2; then
+  s_from=$train_src  # augmented training copies: data dirs of sox pipes, decoded once by the format below
+  if [ -n "$speed_perturb_factors" ]; then
+    python local/augment_data_dir.py speed --src "$datadir/$s_from" --dst "$datadir/${s_from}_sp" --factors $speed_perturb_factors
+    s_from=${s_from}_sp
+  fi
+  if [ "$narrowband_train" = true ]; then
+    python local/augment_data_dir.py narrowband --src "$datadir/$s_from" --dst "$datadir/${s_from}_nb"
+  fi
   for s in $train_set $valid_set $test_sets $adapt_set; do
     [ -d "$datadir/$s" ] || { log "no $datadir/$s, skipping"; continue; }
     python local/format_data_dir.py --src "$datadir/$s" --dst "$dumpdir/raw/org/$s" --nj "$nj" --audio_format "$audio_format"
@@ -116,6 +134,9 @@ if run_stage 3; then
     [ -d "$dumpdir/raw/org/$s" ] || continue
     python local/filter_data_dir.py --src "$dumpdir/raw/org/$s" --dst "$dumpdir/raw/$s" --no_filter
   done
+  if [ -n "$lang_temperature" ]; then
+    python local/augment_data_dir.py balance --src "$train_bal_src" --dst "$train_dir" --temperature "$lang_temperature" --seed "$seed"
+  fi
 fi
 
 if run_stage 4; then
@@ -180,10 +201,11 @@ if run_stage 6; then
   if [ -e "$asr_exp/$inference_model" ]; then log "$asr_exp/$inference_model exists, skipping training"; else
     log "training $asr_exp with $train_config (ngpu=$ngpu; log: $asr_exp/train.log; rerun resumes)"
     dist_opts=(); [ "$ngpu" -gt 1 ] && dist_opts=(--multiprocessing_distributed true)
+    aug_opts=(); [ -z "$rir_scp" ] || aug_opts+=(--rir_scp "$rir_scp"); [ -z "$noise_scp" ] || aug_opts+=(--noise_scp "$noise_scp")
     mkdir -p "$asr_exp"; cp "$train_config" "$asr_exp/train_config.yaml"
     # shellcheck disable=SC2046
     $train_cmd "$asr_exp/train.log" python -m espnet_plugins.bin.asr_train --config "$train_config" \
-      "${common_opts[@]}" --ngpu "$ngpu" "${dist_opts[@]}" --resume true --output_dir "$asr_exp" \
+      "${common_opts[@]}" --ngpu "$ngpu" "${dist_opts[@]}" "${aug_opts[@]}" --resume true --output_dir "$asr_exp" \
       --normalize_conf stats_file="$stats_dir/train/feats_stats.npz" \
       $(data_opts train "$train_dir") $(data_opts valid "$valid_dir") \
       --train_shape_file "$stats_dir/train/speech_shape" --train_shape_file "$stats_dir/train/text_shape" \
