@@ -59,15 +59,15 @@ Languages (--langs, ISO codes)       kathbath fleurs indicvoices commonvoice muc
   kn Kannada                             x      x       x           -        -
   ml Malayalam                           x      x       x           x        -
   mr Marathi                             x      x       x           x        x
-  ne Nepali                              -      x       x           x        -
+  ne Nepali                              -      x       x         (ne-NP)    -
   or Odia                                x      x       x           x        x
-  pa Punjabi                             x      x       x           x        -
+  pa Punjabi                             x      x       x         (pa-IN)    -
   sa Sanskrit                            x      -       x           -        -
   sd Sindhi                              -      x       x           -        -
   ta Tamil                               x      x       x           x        x
   te Telugu                              x      x       x           x        x
   ur Urdu                                x      x       x           x        -
-  (IndicVoices also: brx doi ks kok mai mni sat; Common Voice: whatever your release has)
+  (IndicVoices also: brx doi ks kok mai mni sat; Common Voice: --langs are the release's dir names)
 
 Data dirs: data/<corpus>_{train,dev}, data/train + data/dev (union over --train_corpora),
 data/test_kathbath_{known,unknown}[_noisy], data/test_fleurs, data/test_indicvoices,
