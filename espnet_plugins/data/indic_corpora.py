@@ -15,6 +15,10 @@ normalised) for a subset and a list of languages, like
 
 Audio that is not 16 kHz mono wav/flac gets a conversion pipe in ``wav.scp`` (ffmpeg for
 m4a, sox otherwise), which the recipe's format stage runs once.
+
+Why not lhotse's corpus recipes: its FLEURS recipe streams through the ``datasets`` loader
+script (which ``datasets`` 4 no longer runs), it has no Kathbath, IndicVoices or MUCS
+recipe, and it writes lhotse manifests, not the Kaldi dirs this toolkit's stages read.
 """
 
 from __future__ import annotations
