@@ -198,3 +198,10 @@ def test_speech2text_chooses_the_lm_per_utterance():
     with pytest.raises(ValueError, match="this model has no router"):
         _s2t_stub("routed")._lm_for(None, None)
     assert _s2t_stub("routed", allowed=["yy"])._lm_for(None, None) == "yy"
+
+
+def test_reset_params_changes_every_lm(lm_dir):
+    dec = CTCBeamDecoder(TOKENS, str(lm_dir), beam_size=10, lm_weight=1.0, word_score=0.0, unk_score=-5.0)
+    assert dec.decode(AMBIGUOUS, "xx")[0].text == "ab ad"
+    dec.reset_params(lm_weight=0.0, word_score=0.0, unk_score=0.0)  # LM off: acoustics tie, any spelling
+    assert dec.decode(AMBIGUOUS, "xx")[0].score == pytest.approx(dec.decode(AMBIGUOUS)[0].score, abs=1e-4)

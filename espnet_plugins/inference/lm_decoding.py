@@ -92,6 +92,12 @@ class CTCBeamDecoder:
                                        unk_score_offset=self.unk_score)
             self.decoders[name] = self._decoder_cls(self.alphabet, lang_model)
 
+    def reset_params(self, lm_weight: float, word_score: float, unk_score: float) -> None:
+        """New LM weight / word bonus / OOV penalty for every LM (e.g. a grid search)."""
+        self.lm_weight, self.word_score, self.unk_score = float(lm_weight), float(word_score), float(unk_score)
+        for decoder in self.decoders.values():
+            decoder.reset_params(alpha=self.lm_weight, beta=self.word_score, unk_score_offset=self.unk_score)
+
     @property
     def lm_names(self) -> List[str]:
         return [k for k in self.decoders if k is not None]
