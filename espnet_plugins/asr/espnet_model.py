@@ -30,6 +30,14 @@ class MoEASRModel(ESPnetASRModel):
             sequence (``utt2lang`` may list several), for code-switched data where one
             label per utterance is wrong; blank is a constant logit 0.
         load_balance_weight: weight of the modules' ``load_balance`` losses.
+        lid_loss_norm: how ``lid_loss: ce`` is normalised: ``frame`` = mean over the
+            batch's valid frames; ``utterance`` = sum over each utterance's frames,
+            mean over utterances: the normalisation of ESPnet's CTC loss
+            (``length_normalized_loss: false``), so that λ weighs LID against CTC as
+            in the papers, where both are per-utterance sums. With ``frame`` the LID
+            term's gradient on the shared blocks is ~1/(frames per utterance) of
+            that, i.e. ~1000x smaller than CTC's (docs/router_diagnosis.md).
+            (``lid_loss: ctc`` is a per-utterance loss already; this does not apply.)
 
     Non-finite training steps: when a training batch gives a NaN/inf loss (corrupt
     audio, an exploding step), the normalisation running statistics (BatchNorm) that
@@ -48,6 +56,7 @@ class MoEASRModel(ESPnetASRModel):
         lid_weight: float = 0.3,
         lid_loss: str = "ce",
         load_balance_weight: float = 0.01,
+        lid_loss_norm: str = "frame",
         **kwargs,
     ):
         if lid_weight < 0 or load_balance_weight < 0:
@@ -57,11 +66,16 @@ class MoEASRModel(ESPnetASRModel):
             )
         if lid_loss not in ("ce", "ctc"):
             raise ValueError(f"lid_loss must be 'ce' or 'ctc', got {lid_loss!r}")
+        if lid_loss_norm not in ("frame", "utterance"):
+            raise ValueError(
+                f"lid_loss_norm must be 'frame' or 'utterance', got {lid_loss_norm!r}"
+            )
         super().__init__(*args, **kwargs)
         self.langs = list(langs) if langs is not None else None
         self.lid_weight = lid_weight
         self.lid_loss = lid_loss
         self.load_balance_weight = load_balance_weight
+        self.lid_loss_norm = lid_loss_norm
         self.num_nonfinite_steps = 0  # this process's count (not saved: keeps old checkpoints loadable)
         # Switched by the trainer's --specaug_start_iter schedule; not a state-dict entry.
         self.specaug_enabled = True
@@ -152,7 +166,11 @@ class MoEASRModel(ESPnetASRModel):
         if self.lid_loss == "ce":
             target = lang[:, :1].expand(B, T)
             loss = F.cross_entropy(logits.reshape(-1, L), target.reshape(-1), reduction="none")
-            loss = (loss * valid.reshape(-1)).sum() / valid.sum().clamp(min=1)
+            loss = (loss * valid.reshape(-1)).sum()
+            if self.lid_loss_norm == "frame":
+                loss = loss / valid.sum().clamp(min=1)
+            else:
+                loss = loss / B
         else:
             # CTC needs a blank class the language softmax lacks: a constant logit 0 acts
             # as blank, so routing (arg-max over the L language logits) is unaffected.
