@@ -101,6 +101,42 @@ def test_router_stages_with_smear_and_blr_moe(moe_run):
         assert hyp.keys() == ref.keys() and all((hyp[u] == ref[u]) == same for u in ref)
 
 
+def test_lm_stage_and_lm_decoding_routed_and_oracle(moe_run):
+    """Stage 4's word n-grams (KenLM, one per language + pooled, OOV of each test set) and
+    stage 8 with pyctcdecode + the LM of the router's language / the reference language."""
+    import yaml
+
+    tmp, _ = moe_run
+    lms = yaml.safe_load((tmp / "exp" / "ngram_3gram" / "lms.yaml").read_text())
+    assert lms["langs"] == ["hi", "mr", "ta", "te"]
+    assert lms["lms"]["pooled"]["sentences"] == sum(lms["lms"][k]["sentences"] for k in lms["langs"]) > 0
+    assert 0 < lms["oov"]["test_id"]["all"]["oov_pooled"] <= 1 and "mixed" in lms["oov"]["test_cs"]
+    exp = tmp / "exp" / "asr_mini_moe"
+    for mode in ("routed", "oracle"):
+        _run(tmp, *MOE, "--stage", "8", "--stop_stage", "9", "--test_sets", "test_id test_cs",
+             "--inference_config", f"conf/decode_ctc_beam_lm_{mode}.yaml")
+        for s in ("test_id", "test_cs"):
+            d = exp / f"decode_ctc_beam_lm_{mode}" / s
+            ref_ids = [line.split()[0] for line in _lines(tmp / "dump" / "raw" / s / "wav.scp")]
+            text = {u: h for u, _, h in (line.partition(" ") for line in _lines(d / "text"))}
+            assert sorted(text) == sorted(ref_ids)
+            used = dict(line.split() for line in _lines(d / "lm"))
+            ref = {u: sorted(ls) for u, *ls in (line.split() for line in _lines(tmp / "dump" / "raw" / s / "utt2lang"))}
+            if mode == "routed":  # the router's utterance language picks the LM
+                assert used == dict(line.split() for line in _lines(d / "lang"))
+            else:  # the reference language; code-switched: both, mixed equally
+                assert used == {u: ls[0] if len(ls) == 1 else "+".join(f"{k}:0.50" for k in ls) for u, ls in ref.items()}
+            nbest = [line.split(" ", 3) for line in _lines(d / "nbest")]
+            firsts = {u: (h[0] if h else "") for u, rank, _, *h in nbest if rank == "1"}
+            assert firsts == {u: t.strip() for u, t in text.items()} and len(nbest) <= 5 * len(ref_ids)
+            words = {}
+            for u, _, start, dur, w in (line.split() for line in _lines(d / "words")):
+                assert float(start) >= 0 and float(dur) >= 0
+                words.setdefault(u, []).append(w)
+            assert all(words.get(u, []) == t.split() for u, t in text.items())
+        assert (exp / f"decode_ctc_beam_lm_{mode}" / "scores.json").exists()
+
+
 def test_router_augmentation_changes_only_the_router(moe_run):
     """Stage 7 (ESPnet's trainer, --train_router_only, --init_param from stage 6): every
     tensor of its checkpoint but the router's equals stage 6's, bit for bit (BatchNorm
