@@ -80,7 +80,6 @@ if run_stage 1; then
   mx=(); [ -n "$max_utts" ] && mx=(--max_utts "$max_utts")
   kb_langs=$langs  # Kathbath, IndicVoices and MUCS importers take ISO codes
   if has kathbath; then
-    need_root "$download_dir/kathbath" "(stage 0)" "Kathbath" "stage 0 of this recipe"
     for s in train valid $kathbath_tests; do
       case $s in train) n=kathbath_train ;; valid) n=kathbath_dev ;; *) n=test_kathbath_${s#test_} ;; esac
       import_set "$n" python local/data_prep/kathbath.py --root "$download_dir/kathbath" --langs "$kb_langs" --subset "$s" "${mx[@]}"

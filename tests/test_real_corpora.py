@@ -122,13 +122,17 @@ def test_mucs_import_upsamples_8khz(tmp_path):
 BODY = bytes(range(256)) * 4000  # ~1 MB
 
 
-def test_fetch_resumes_a_killed_download_and_skips_a_complete_file(tmp_path):
+def test_fetch_resumes_a_killed_download_and_skips_a_complete_file(tmp_path, caplog):
+    caplog.set_level("INFO", logger="espnet_plugins.data.download")
     with LocalServer({"/a.tar": BODY}) as srv:
         dest = tmp_path / "a.tar"
         (tmp_path / "a.tar.part").write_bytes(BODY[:300_000])  # what a killed run left
         fetch_url(f"{srv.url}/a.tar", dest, sha256=hashlib.sha256(BODY).hexdigest())
         assert dest.read_bytes() == BODY and not (tmp_path / "a.tar.part").exists()
         assert [h.get("Range") for m, p, h in srv.requests] == ["bytes=300000-"]
+        progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("a.tar: ")]
+        pcts = [int(m.rsplit("(", 1)[1].split()[0]) for m in progress]
+        assert pcts[0] >= 30 and pcts[-1] == 100 and pcts == sorted(pcts) and len(pcts) <= 7, progress
         fetch_url(f"{srv.url}/a.tar", dest)
         assert len(srv.requests) == 1  # complete: no request
 

@@ -61,7 +61,8 @@ class _Progress:
     def __init__(self, name: str, total: Optional[int], done: int):
         self.name, self.total, self.done = name, total, done
         self.bar = None
-        self.next_pct, self.last_t = 10, time.monotonic()
+        self.next_pct = (100 * done // total // 10 + 1) * 10 if total else 10  # a resumed download starts higher
+        self.last_t = time.monotonic()
         if sys.stderr.isatty():
             from tqdm import tqdm
 
