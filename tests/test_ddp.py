@@ -50,7 +50,8 @@ init = dispatch.DispatchPlan.__init__
 def recording_init(self, *args, **kwargs):
     init(self, *args, **kwargs)
     if torch.is_grad_enabled():  # training forward (validation runs under no_grad)
-        plans.write(json.dumps(self.sizes) + "\\n"); plans.flush()
+        amp = torch.is_autocast_enabled("cpu")
+        plans.write(json.dumps({"sizes": self.sizes, "amp": amp}) + "\\n"); plans.flush()
 
 dispatch.DispatchPlan.__init__ = recording_init
 
@@ -123,7 +124,8 @@ def _config(root: Path, name: str, **encoder_conf) -> Path:
     return path
 
 
-def _torchrun(root: Path, config: Path, out: Path, max_epoch: int, probe: Path, force_routing: bool = False):
+def _torchrun(root: Path, config: Path, out: Path, max_epoch: int, probe: Path, force_routing: bool = False,
+              *extra: str):
     data = []
     for split, d in (("train", root / "data"), ("valid", root / "valid")):
         data += [f"--{split}_data_path_and_name_and_type", f"{d}/wav.scp,speech,sound",
@@ -135,7 +137,7 @@ def _torchrun(root: Path, config: Path, out: Path, max_epoch: int, probe: Path, 
            "--config", str(config), "--token_list", str(root / "tokens.txt"),
            "--lang_list", str(root / "lang_list"), "--frontend_conf", "fs=16k",
            "--ngpu", "0", "--multiprocessing_distributed", "false", "--dist_backend", "gloo",
-           "--resume", "true", "--max_epoch", str(max_epoch), "--output_dir", str(out), *data]
+           "--resume", "true", "--max_epoch", str(max_epoch), "--output_dir", str(out), *data, *extra]
     probe.mkdir(parents=True, exist_ok=True)
     env = {"OMP_NUM_THREADS": "1", "DDP_PROBE_DIR": str(probe), "PATH": "/usr/bin:/bin",
            "HOME": str(root), "PYTHONPATH": str(ROOT),
@@ -146,9 +148,12 @@ def _torchrun(root: Path, config: Path, out: Path, max_epoch: int, probe: Path, 
     return log
 
 
-def _plans(probe: Path, rank: int):
-    lines = (probe / f"plans.rank{rank}.jsonl").read_text().splitlines()
-    return [json.loads(x) for x in lines]
+def _plans(probe: Path, rank: int, amp: bool = False):
+    """Per-expert rows of each training forward of ``rank``; all ran with bf16 CPU
+    autocast on iff ``amp``."""
+    lines = [json.loads(x) for x in (probe / f"plans.rank{rank}.jsonl").read_text().splitlines()]
+    assert all(x["amp"] == amp for x in lines)
+    return [x["sizes"] for x in lines]
 
 
 def _assert_equal_across_ranks(probe: Path, init_params=None):
@@ -179,19 +184,21 @@ def test_blr_moe_ddp_with_empty_experts_keeps_ranks_equal(tmp_path):
     assert torch.isfinite(weight).all()
 
 
-def test_smear_blr_moe_ddp_resume(tmp_path):
+def test_smear_blr_moe_ddp_bf16_resume(tmp_path):
+    """Also ESPnet's --use_amp on the CPU: MoETrainer runs the forwards under bf16
+    autocast (ESPnet's own autocast is CUDA-only); the weights stay fp32."""
     _data(tmp_path)
     config = _config(tmp_path, "smear")
     out = tmp_path / "exp"
     probe1, probe2 = tmp_path / "probe1", tmp_path / "probe2"
-    _torchrun(tmp_path, config, out, max_epoch=1, probe=probe1)
+    _torchrun(tmp_path, config, out, 1, probe1, False, "--use_amp", "true")
     first = _assert_equal_across_ranks(probe1)
     assert (out / "checkpoint.pth").exists() and (out / "1epoch.pth").exists()
-    log = _torchrun(tmp_path, config, out, max_epoch=2, probe=probe2)
+    log = _torchrun(tmp_path, config, out, 2, probe2, False, "--use_amp", "true")
     assert "The training was resumed using" in log
     assert "1epoch:train" not in log  # epoch 1 is not trained again
     assert (out / "2epoch.pth").exists()
-    plans = [_plans(probe1, r) + _plans(probe2, r) for r in (0, 1)]
+    plans = [_plans(probe1, r, amp=True) + _plans(probe2, r, amp=True) for r in (0, 1)]
     assert len(plans[0]) == len(plans[1]) == 20  # 20 steps over the two runs
     # Frame routing of the mini preset: some step had an expert without tokens.
     assert any(0 in sizes for r in plans for sizes in r)
@@ -200,6 +207,8 @@ def test_smear_blr_moe_ddp_resume(tmp_path):
     for name in ("preencoder.experts.w1", "encoder.router.output.weight"):
         if name in first:
             assert not torch.equal(first[name], last[name]), name
-    # rank 0's saved epoch-2 model is what both ranks hold
+    # rank 0's saved epoch-2 model is what both ranks hold, in fp32 (master weights)
     saved = torch.load(out / "2epoch.pth")
     assert all(torch.equal(saved[n], last[n]) for n in last)
+    assert all(v.dtype == torch.float32 for v in last.values())
+    assert all(torch.isfinite(v).all() for v in last.values())
