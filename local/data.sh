@@ -27,6 +27,7 @@ _options="stage stop_stage corpora train_corpora langs download_dir datadir kath
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (data.sh stage ${_stage:-}) $*"; }
 run_stage() { _stage=$1; [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 has() { case ",$corpora," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+trains() { case ",$train_corpora," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }  # its train/dev are used
 for c in ${corpora//,/ }; do
   case $c in kathbath|fleurs|indicvoices|commonvoice|mucs) ;; *) log "unknown corpus '$c' (kathbath fleurs indicvoices commonvoice mucs)" >&2; exit 1 ;; esac
 done
@@ -39,24 +40,26 @@ need_root() {  # need_root <value> <option> <what> <page>
   fi
 }
 fleurs_langs() { local out= l; for l in ${langs//,/ }; do case $l in ur) out+=ur_pk, ;; ne) out+=ne_np, ;; *) out+=${l}_in, ;; esac; done; echo "${out%,}"; }
-kb_subsets() { echo "train valid $kathbath_tests" | tr ' ' ','; }
+kb_splits() { if trains kathbath; then echo train valid $kathbath_tests; else echo $kathbath_tests; fi; }
+fleurs_splits() { if trains fleurs; then echo train dev test; else echo test; fi; }
+iv_splits() { if trains indicvoices; then echo train valid; else echo valid; fi; }
 [ -n "$indicvoices_root" ] || indicvoices_root=$download_dir/indicvoices
 
 if run_stage 0; then
   if has kathbath; then
-    log "Kathbath: $(kb_subsets) -> $download_dir/kathbath (all 12 languages are in each archive)"
-    python local/data_prep/download.py kathbath --dir "$download_dir/kathbath" --subsets "$(kb_subsets)" --kathbath_url "$kathbath_url"
+    log "Kathbath: $(kb_splits) -> $download_dir/kathbath (all 12 languages are in each archive)"
+    python local/data_prep/download.py kathbath --dir "$download_dir/kathbath" --subsets "$(kb_splits | tr ' ' ,)" --kathbath_url "$kathbath_url"
   fi
   if has fleurs; then
     log "FLEURS: $(fleurs_langs) -> $download_dir/fleurs"
-    python local/data_prep/download.py fleurs --dir "$download_dir/fleurs" --langs "$(fleurs_langs)" --subsets train,dev,test
+    python local/data_prep/download.py fleurs --dir "$download_dir/fleurs" --langs "$(fleurs_langs)" --subsets "$(fleurs_splits | tr ' ' ,)"
   fi
   if has indicvoices; then
     if [ -n "$(ls "$indicvoices_root"/*/valid-*.parquet 2>/dev/null)" ] && [ "$indicvoices_root" != "$download_dir/indicvoices" ]; then
       log "IndicVoices: using the local copy $indicvoices_root"
     else
       log "IndicVoices (gated; your hub login or HF_TOKEN): $langs -> $indicvoices_root"
-      python local/data_prep/download.py indicvoices --dir "$indicvoices_root" --langs "$langs" --subsets train,valid
+      python local/data_prep/download.py indicvoices --dir "$indicvoices_root" --langs "$langs" --subsets "$(iv_splits | tr ' ' ,)"
     fi
   fi
   if has commonvoice; then need_root "$cv_root" --cv_root "Common Voice" "$cv_page"; fi
@@ -80,19 +83,19 @@ if run_stage 1; then
   mx=(); [ -n "$max_utts" ] && mx=(--max_utts "$max_utts")
   kb_langs=$langs  # Kathbath, IndicVoices and MUCS importers take ISO codes
   if has kathbath; then
-    for s in train valid $kathbath_tests; do
+    for s in $(kb_splits); do
       case $s in train) n=kathbath_train ;; valid) n=kathbath_dev ;; *) n=test_kathbath_${s#test_} ;; esac
       import_set "$n" python local/data_prep/kathbath.py --root "$download_dir/kathbath" --langs "$kb_langs" --subset "$s" "${mx[@]}"
     done
   fi
   if has fleurs; then
-    for s in train dev test; do
+    for s in $(fleurs_splits); do
       n=fleurs_$s; [ "$s" = test ] && n=test_fleurs
       import_set "$n" python local/data_prep/fleurs.py --root "$download_dir/fleurs" --langs "$(fleurs_langs)" --subset "$s" "${mx[@]}"
     done
   fi
   if has indicvoices; then
-    for s in train valid; do  # IndicVoices publishes train and valid; valid is its test set here
+    for s in $(iv_splits); do  # IndicVoices publishes train and valid; valid is its test set here
       n=indicvoices_train; [ "$s" = valid ] && n=test_indicvoices
       import_set "$n" python local/data_prep/indicvoices.py --root "$indicvoices_root" --langs "$langs" --subset "$s" \
         --audio_dir "$datadir/indicvoices_audio/$s" "${mx[@]}"
@@ -100,14 +103,14 @@ if run_stage 1; then
   fi
   if has commonvoice; then
     need_root "$cv_root" --cv_root "Common Voice" "$cv_page"
-    for s in train dev test; do
+    for s in $(trains commonvoice && echo train dev) test; do
       n=cv_$s; [ "$s" = test ] && n=test_cv
       import_set "$n" python local/data_prep/common_voice.py --cv_root "$cv_root" --langs "$langs" --subset "$s" "${mx[@]}"
     done
   fi
   if has mucs; then
     need_root "$mucs_root" --mucs_root "MUCS 2021" "$mucs_page"
-    for s in train test; do
+    for s in $(trains mucs && echo train) test; do
       n=mucs_$s; [ "$s" = test ] && n=test_mucs
       import_set "$n" python local/data_prep/mucs.py --root "$mucs_root" --langs "$langs" --subset "$s" "${mx[@]}"
     done

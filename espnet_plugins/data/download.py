@@ -113,8 +113,7 @@ def fetch_url(url: str, dest: PathLike, size: Optional[int] = None, sha256: Opti
 
     ``size`` / ``sha256``: published values to verify (``size`` defaults to what the server
     announces).  An existing ``dest`` is complete (only a verified download is renamed to
-    it) and is kept; with ``sha256`` it is checked once more.  ``page``: a web page to name
-    in errors (where the corpus is described).
+    it) and is kept.  ``page``: a web page to name in errors (where the corpus is described).
     """
     import requests
 
