@@ -225,6 +225,69 @@ def test_downsampler_rejects_too_short_utterance():
         down(torch.randn(2, 6, D_IN), torch.tensor([6, 3]))
 
 
+@pytest.mark.parametrize("rate", [1, 2, 3])
+def test_downsampler_values_equal_plain_conv1d_layers_on_each_utterance_alone(rate):
+    """Reference: nn.Conv1d(k=3, pad=1) -> ReLU -> nn.Conv1d(k=r, stride=r) -> ReLU on the
+    utterance alone (no padding); the batch has loud noise in its padded frames."""
+    down = Conv1dDownsampler(D_IN, rate)
+    ref = torch.nn.Sequential(torch.nn.Conv1d(D_IN, D_IN, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv1d(D_IN, D_IN, rate, stride=rate), torch.nn.ReLU())
+    with torch.no_grad():
+        for conv, mine in ((ref[0], down.smooth), (ref[2], down.reduce)):
+            conv.weight.copy_(mine.weight)
+            conv.bias.copy_(mine.bias)
+    torch.manual_seed(4)
+    lengths = torch.tensor([13, 8, 5])
+    x = torch.randn(3, 13, D_IN)
+    for b, n in enumerate(lengths.tolist()):
+        x[b, n:] = torch.randn(13 - n, D_IN) * 10
+    y, olens = down(x, lengths)
+    assert y.shape == (3, 13 // rate, D_IN)
+    for b, n in enumerate(lengths.tolist()):
+        expected = ref(x[b, :n].T[None])[0].T  # [n // r, D_IN]
+        assert olens[b].item() == expected.size(0) == n // rate
+        torch.testing.assert_close(y[b, : n // rate], expected, atol=1e-5, rtol=1e-5)
+        assert torch.all(y[b, n // rate :] == 0)
+    assert bool((y > 0).any())  # not the all-zero output of a dead ReLU
+
+
+# A hand-written gate ḡ for 3 utterances and M = 4 experts; its batch mean P_m is
+# (0.4, 1/3, 2/15, 2/15).
+GATE = [[0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1], [0.4, 0.2, 0.2, 0.2]]
+
+
+def test_load_balance_losses_follow_their_formulas():
+    """mse = mean_m (P_m - 1/M)²; switch = M Σ_m f_m P_m with f_m the share of routing
+    slots (utterances x top_k) sent to m; gate_entropy = mean_b H(ḡ_b)."""
+    P = [sum(col) / 3 for col in zip(*GATE)]
+    gate = torch.tensor(GATE)
+    mse = make(load_balance_type="mse")._gate_stats(gate, torch.tensor([[0], [1], [0]]))
+    assert mse["load_balance"].item() == pytest.approx(sum((p - 0.25) ** 2 for p in P) / 4)
+    assert mse["load_balance"].item() == pytest.approx(0.0141667, abs=1e-6)
+    entropy = sum(-sum(g * math.log(g) for g in row) for row in GATE) / 3
+    assert mse["gate_entropy"].item() == pytest.approx(entropy)
+    assert [mse[f"gate_mean_e{m}"].item() for m in range(M)] == pytest.approx(P)
+    switch = make(load_balance_type="switch")
+    one = switch._gate_stats(gate, torch.tensor([[0], [1], [0]]))  # f = (2/3, 1/3, 0, 0)
+    assert one["load_balance"].item() == pytest.approx(4 * (2 / 3 * P[0] + 1 / 3 * P[1]))
+    two = switch._gate_stats(gate, torch.tensor([[0, 1], [1, 0], [0, 2]]))  # f = (3, 2, 1, 0) / 6
+    assert two["load_balance"].item() == pytest.approx(4 * (3 * P[0] + 2 * P[1] + P[2]) / 6)
+
+
+@pytest.mark.parametrize("variant, top_k", [("smear", 1), ("hard_topk", 2)])
+def test_forward_reports_the_balance_loss_of_its_own_gate_and_routing(variant, top_k):
+    """In forward, f_m comes from the arg-max of ḡ (smear) or its top_k (hard_topk)."""
+    proj = make(variant, load_balance_type="switch", top_k=top_k)
+    x, lengths = batch()
+    proj(x, lengths)
+    aux = proj.pop_aux()
+    g = proj.last_gate
+    routed = g.topk(top_k, dim=1).indices.flatten().tolist()
+    f = [routed.count(m) / len(routed) for m in range(M)]
+    P = g.mean(0).tolist()
+    assert aux["load_balance"].item() == pytest.approx(M * sum(a * b for a, b in zip(f, P)), rel=1e-5)
+
+
 @pytest.mark.parametrize("variant", ["smear", "hard_topk"])
 def test_load_balance_mse_zero_iff_uniform(variant):
     proj = make(variant, load_balance_type="mse")
@@ -375,19 +438,30 @@ def test_bad_gate_conditioning_raises_clear_error(kwargs, message):
 
 @pytest.mark.parametrize("variant", ["smear", "monolithic", "dense_ensemble", "hard_topk"])
 def test_residual_projector_starts_as_identity_then_learns(variant):
-    """``residual: true``: y = x + projector(x) with a zero output layer at init."""
-    proj = make(variant, output_size=D_IN, residual=True)
+    """``residual: true``: y = x + projector(x) with a zero output layer at init.
+
+    Gated variants get a language-conditioned gate biased so that the three utterances
+    pick three different experts: hard_topk must then train exactly those three."""
+    gated = variant in ("smear", "hard_topk")
+    cond = dict(langs=["hi", "mr", "ta"], gate_conditioning="language", condition_dropout=0.0) if gated else {}
+    proj = make(variant, output_size=D_IN, residual=True, **cond)
     x, lengths = batch()
+    if gated:
+        with torch.no_grad():
+            proj.condition_bias.weight[:3, :3] += 20.0 * torch.eye(3)  # language i -> expert i
+        proj.set_gate_condition(torch.tensor([2, 0, 1]))
     y, olens = proj(x, lengths)
     valid = (torch.arange(x.size(1)) < lengths.unsqueeze(1)).unsqueeze(2)
     assert olens.tolist() == lengths.tolist()
     torch.testing.assert_close(y, x * valid, rtol=0, atol=0)
+    if gated:
+        assert proj.last_gate.argmax(1).tolist() == [2, 0, 1]
     # The zero output layer still gets gradient (h is not zero), so the projector
     # leaves the identity after one step; for smear every expert's w2 moves.
     (y * torch.randn_like(y)).sum().backward()
     grad = proj.experts.w2.grad.flatten(1).abs().sum(1)
-    trained = {"monolithic": 1, "hard_topk": 1}.get(variant, M)
-    assert int((grad > 0).sum()) == trained
+    trained = {"monolithic": [0], "hard_topk": [0, 1, 2]}.get(variant, list(range(M)))
+    assert (grad > 0).nonzero().flatten().tolist() == trained
 
 
 @pytest.mark.parametrize(
