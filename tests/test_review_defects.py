@@ -198,3 +198,19 @@ def test_espnet_init_through_the_task_keeps_a_plain_bank_linear_like(tmp_path):
     bound1, bound2 = 1 / 40 ** 0.5, 1 / 64 ** 0.5  # Linear(40, 64), Linear(64, 40)
     assert 0.8 * bound1 < float(bank.w1.abs().max()) <= bound1 and float(bank.b1.abs().max()) <= bound1
     assert 0.8 * bound2 < float(bank.w2.abs().max()) <= bound2 and float(bank.b2.abs().max()) > 0
+
+
+# ---------------------------------------------------------------- 5. plugin import errors
+
+
+def test_a_broken_plugin_module_fails_the_task_import():
+    """A bug inside a method module (here: an import that fails) must surface, not
+    silently unregister blr_moe / smear_moe / frozen_encoder."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['espnet_plugins.asr.preencoder.smear_projector'] = None; "
+            "import espnet_plugins.tasks.asr")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0, "the task imported with a broken plugin module"
+    assert "Error: import of espnet_plugins.asr.preencoder.smear_projector halted" in res.stderr

@@ -15,7 +15,6 @@ portable. Modules whose constructor takes ``langs`` get it injected from the lis
 """
 import argparse
 import inspect
-import logging
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import espnet_plugins  # noqa: F401  (offline + quiet import hook, before espnet2)
@@ -42,15 +41,20 @@ _REGISTRY: Dict[str, Dict[str, type]] = {
 }
 
 
-def _optional_modules() -> None:
-    """Add the method modules. Imported here (not at the top) to keep the table in one place."""
+def _method_modules() -> None:
+    """Add the method modules. Imported here (not at the top) to keep the table in one place.
+
+    They need no optional dependency, so an ImportError here is a bug and propagates
+    (swallowing it would leave only "invalid choice: 'blr_moe'")."""
     from espnet_plugins.asr.encoder.blr_moe_encoder import BLRMoEEncoder
     from espnet_plugins.asr.frontend.frozen_encoder_frontend import FrozenEncoderFrontend
+    from espnet_plugins.asr.frontend.hf_encoder_frontend import HFEncoderFrontend
     from espnet_plugins.asr.preencoder.smear_projector import SmearProjector
 
     _REGISTRY.setdefault("encoder_choices", {})["blr_moe"] = BLRMoEEncoder
     _REGISTRY.setdefault("preencoder_choices", {})["smear_moe"] = SmearProjector
     _REGISTRY.setdefault("frontend_choices", {})["frozen_encoder"] = FrozenEncoderFrontend
+    _REGISTRY.setdefault("frontend_choices", {})["hf_encoder"] = HFEncoderFrontend
 
 
 def register() -> None:
@@ -63,12 +67,7 @@ def register() -> None:
             choices.classes[key.lower()] = cls
 
 
-try:
-    _optional_modules()
-except ImportError as e:  # a method module not written yet must not break the dense baseline
-    if "espnet_plugins" not in str(e):
-        raise
-    logging.debug(f"MoE modules not registered: {e}")
+_method_modules()
 register()
 
 
