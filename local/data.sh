@@ -43,6 +43,7 @@ fleurs_langs() { local out= l; for l in ${langs//,/ }; do case $l in ur) out+=ur
 kb_splits() { if trains kathbath; then echo train valid $kathbath_tests; else echo $kathbath_tests; fi; }
 fleurs_splits() { if trains fleurs; then echo train dev test; else echo test; fi; }
 iv_splits() { if trains indicvoices; then echo train valid; else echo valid; fi; }
+iv_local=$indicvoices_root  # given: a local copy, used as it is; else stage 0 downloads into $download_dir
 [ -n "$indicvoices_root" ] || indicvoices_root=$download_dir/indicvoices
 
 if run_stage 0; then
@@ -55,7 +56,7 @@ if run_stage 0; then
     python local/data_prep/download.py fleurs --dir "$download_dir/fleurs" --langs "$(fleurs_langs)" --subsets "$(fleurs_splits | tr ' ' ,)"
   fi
   if has indicvoices; then
-    if [ -n "$(ls "$indicvoices_root"/*/valid-*.parquet 2>/dev/null)" ] && [ "$indicvoices_root" != "$download_dir/indicvoices" ]; then
+    if [ -n "$iv_local" ]; then
       log "IndicVoices: using the local copy $indicvoices_root"
     else
       log "IndicVoices (gated; your hub login or HF_TOKEN): $langs -> $indicvoices_root"
