@@ -7,7 +7,17 @@ set -euo pipefail
 # nproc honours OMP_NUM_THREADS, which run.sh sets to 1 for each job's own threads: count
 # the cores without it, or every JOB=1:N array would run one job at a time.
 max_jobs=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
-if [ "${1:-}" = "--max_jobs" ]; then max_jobs=$2; shift 2; fi
+# Resource options of the cluster launchers (--gpu N, --mem M, ...; cmd.sh's cuda_cmd) are
+# accepted and ignored here, as Kaldi's run.pl does: this machine has what it has.
+while [[ "${1:-}" == --* ]]; do
+  case $1 in
+    --max_jobs) max_jobs=$2 ;;
+    --num_nodes) [ "$2" -le 1 ] || { echo "run_jobs.sh runs on this machine only: --num_nodes $2 needs a cluster (cmd_backend=slurm in cmd.sh)" >&2; exit 1; } ;;
+    --gpu|--mem|--num_threads|--time|--name|--config) ;;
+    *) echo "run_jobs.sh: unknown option $1" >&2; exit 1 ;;
+  esac
+  shift 2
+done
 if [[ ! "${1:-}" =~ ^JOB=([0-9]+):([0-9]+)$ ]]; then
   # Single job: run_jobs.sh <log> <cmd>...
   log=$1; shift; mkdir -p "$(dirname "$log")"

@@ -18,7 +18,8 @@ run_command="./run.sh $*"   # before option parsing consumes "$@"; stage 9 recor
 stage=1
 stop_stage=100
 mini=false
-ngpu=0
+ngpu=0               # GPUs per node for training (> 1: ESPnet's DDP, one process per GPU)
+num_nodes=1          # > 1: multi-node DDP through espnet2.bin.launch and cuda_cmd (cmd.sh; docs/scale_out.md)
 gpu_inference=false   # true: stage 8 decodes on the GPU (--ngpu 1 per decoding job), as ESPnet's asr.sh
 nj=2                  # parallel jobs for synthesis, format, stats and decoding (1 thread each)
 seed=1                # training seed (model init, batch order, dropout)
@@ -56,7 +57,7 @@ expdir=exp
 hf_repo= # stage 13 uploads to this hub repo
 results_md=           # stage 9 replaces its section here; default $expdir/RESULTS.md (the shipped RESULTS.md only when named)
 indic_norm=false      # true: stage 9 also scores with IndicNLP normalisation (scores_indicnlp.json; comparable with Vistaar)
-_options="lm_order lm_text_dir lm_tag base_exp results_md indic_norm stage stop_stage mini ngpu gpu_inference nj seed corpus_seed corpus_config train_config inference_config tag token_type nbpe train_set valid_set test_sets adapt_set router_adapt_config allowed_langs prior_mode inference_model decode_router_adapt audio_format speed_perturb_factors narrowband_train lang_temperature rir_scp noise_scp min_dur max_dur datadir dumpdir expdir hf_repo"
+_options="num_nodes lm_order lm_text_dir lm_tag base_exp results_md indic_norm stage stop_stage mini ngpu gpu_inference nj seed corpus_seed corpus_config train_config inference_config tag token_type nbpe train_set valid_set test_sets adapt_set router_adapt_config allowed_langs prior_mode inference_model decode_router_adapt audio_format speed_perturb_factors narrowband_train lang_temperature rir_scp noise_scp min_dur max_dur datadir dumpdir expdir hf_repo"
 prev=
 for a in "$@"; do  # --mini true swaps the defaults below; explicit options still win
   case "$prev $a" in "--mini "*) mini=$a ;; *" --mini="*) mini=${a#--mini=} ;; esac; prev=$a
@@ -203,9 +204,20 @@ if run_stage 6; then
     dist_opts=(); [ "$ngpu" -gt 1 ] && dist_opts=(--multiprocessing_distributed true)
     aug_opts=(); [ -z "$rir_scp" ] || aug_opts+=(--rir_scp "$rir_scp"); [ -z "$noise_scp" ] || aug_opts+=(--noise_scp "$noise_scp")
     mkdir -p "$asr_exp"; cp "$train_config" "$asr_exp/train_config.yaml"
+    # CPU training: train_cmd; GPU: cuda_cmd --gpu N (cmd.sh); several nodes: ESPnet's launcher,
+    # which submits one task per node through cuda_cmd and adds --ngpu / --dist_* itself.
+    launch=($train_cmd); [ "$ngpu" -gt 0 ] && launch=($cuda_cmd --gpu "$ngpu" --num_threads "$ngpu")
+    ngpu_opts=(--ngpu "$ngpu" "${dist_opts[@]}")
+    if [ "$num_nodes" -gt 1 ]; then
+      launch=(python -m espnet_plugins.bin.espnet espnet2.bin.launch --cmd "$cuda_cmd" --log "$asr_exp/train.log"
+              --ngpu "$ngpu" --num_nodes "$num_nodes" --init_file_prefix "$asr_exp/.dist_init_" --)
+      ngpu_opts=()
+    else
+      launch+=("$asr_exp/train.log")
+    fi
     # shellcheck disable=SC2046
-    $train_cmd "$asr_exp/train.log" python -m espnet_plugins.bin.asr_train --config "$train_config" \
-      "${common_opts[@]}" --ngpu "$ngpu" "${dist_opts[@]}" "${aug_opts[@]}" --resume true --output_dir "$asr_exp" \
+    "${launch[@]}" python -m espnet_plugins.bin.asr_train --config "$train_config" \
+      "${common_opts[@]}" "${ngpu_opts[@]}" "${aug_opts[@]}" --resume true --output_dir "$asr_exp" \
       --normalize_conf stats_file="$stats_dir/train/feats_stats.npz" \
       $(data_opts train "$train_dir") $(data_opts valid "$valid_dir") \
       --train_shape_file "$stats_dir/train/speech_shape" --train_shape_file "$stats_dir/train/text_shape" \
@@ -264,7 +276,7 @@ if run_stage 8; then
     exit 1
   fi
   case $gpu_inference in
-    false) inference_ngpu=0 ;; true) inference_ngpu=1 ;;
+    false) inference_ngpu=0; inference_cmd=$decode_cmd ;; true) inference_ngpu=1; inference_cmd="$cuda_cmd --gpu 1" ;;
     *) echo "--gpu_inference must be true or false, got '$gpu_inference'" >&2; exit 1 ;;
   esac
   # One decoding process per job for every test set (one model load each): job j decodes
@@ -291,7 +303,7 @@ if run_stage 8; then
       oracle_opts+=(--ngram_dir "$lm_dir")
     fi
     log "decoding ${todo[*]} -> $decode_dir ($nj jobs)"
-    OMP_NUM_THREADS=1 $decode_cmd JOB=1:"$nj" "$decode_dir/logdir/decode.JOB.log" python -m espnet_plugins.bin.asr_inference \
+    OMP_NUM_THREADS=1 $inference_cmd JOB=1:"$nj" "$decode_dir/logdir/decode.JOB.log" python -m espnet_plugins.bin.asr_inference \
       --config "$inference_config" --ngpu "$inference_ngpu" "${prior_opts[@]}" "${oracle_opts[@]}" \
       --asr_train_config "$decode_exp/config.yaml" --asr_model_file "$decode_exp/$inference_model" \
       --sets_file "$decode_dir/logdir/sets.JOB.txt"

@@ -1,0 +1,1 @@
+slurm_jobs.sh
