@@ -1,5 +1,7 @@
 """A language prior reaches every router (also inside a frozen frontend) and is refused,
 with a reason, by models that have nothing it acts on."""
+import math
+
 import pytest
 import torch
 import yaml
@@ -64,6 +66,9 @@ def models(tmp_path_factory):
                                                   preencoder_conf=dict(SMEAR, gate_conditioning="language"))),
         blr_moe=base,
         frozen_moe=_save(tmp, "frozen_moe", _args(frontend=base)),
+        # a base model that knows ta and hi only (in that order) inside a hi/mr/ta model
+        frozen_other_langs=_save(tmp, "frozen_other", _args(frontend=_save(tmp, "base_ta_hi", _args(
+            "blr_moe", langs=["ta", "hi"])))),
     )
 
 
@@ -71,8 +76,21 @@ def models(tmp_path_factory):
 def test_prior_on_a_model_without_router_or_conditioned_gate_is_an_error(models, name):
     with pytest.raises(ValueError, match="has nothing it acts on, so it would be ignored"):
         Speech2Text(*models[name], allowed_langs=["hi"])
-    s2t = Speech2Text(*models[name])  # without a prior it decodes
-    assert s2t(torch.zeros(3200)).text is not None
+    s2t = Speech2Text(*models[name])  # without a prior it decodes, to its own greedy CTC output
+    with torch.no_grad():
+        s2t.model.ctc.ctc_lo.bias[0] -= 100.0  # untrained: blank everywhere otherwise
+    torch.manual_seed(5)
+    wav = torch.randn(3200) * 0.1
+    r = s2t(wav)
+    with torch.no_grad():
+        enc, enc_lens = s2t.model.encode(wav[None], torch.tensor([3200]))
+        best = s2t.model.ctc.argmax(enc)[0, : int(enc_lens[0])].tolist()
+    ids = [t for i, t in enumerate(best) if t != 0 and (i == 0 or t != best[i - 1])]
+    assert ids and r.token_ids == ids and r.tokens == [TOKENS[i] for i in ids] and r.text == "".join(r.tokens)
+    assert r.lang is None and r.lang_posterior is None and r.route_frac is None  # no router
+    assert (r.smear_gate is None) == (name == "dense")
+    if name == "smear":
+        assert len(r.smear_gate) == 3 and sum(r.smear_gate) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="decode this model without --allowed_langs"):
         s2t.set_language_prior(["hi", "mr"], mode="soft")
     with pytest.raises(ValueError, match="has nothing it acts on"):
@@ -139,3 +157,61 @@ def test_asr_inference_fails_fast_with_the_reason(models, tmp_path, prior):
                             "--output_dir", str(tmp_path / "out"), "--allowed_langs", prior,
                             "--prior_utt2lang", str(tmp_path / "utt2lang")])
     assert not (tmp_path / "out").exists()
+
+
+def test_prior_on_a_frozen_base_with_another_language_list_uses_the_base_indices(models, caplog):
+    """Outer lang_list hi, mr, ta; the frozen base's router knows [ta, hi]: names map to the
+    base's own indices, and a language the base does not know leaves it without a prior."""
+    s2t = Speech2Text(*models["frozen_other_langs"])
+    router = s2t.model.frontend.asr_model.encoder.router
+    assert s2t.langs == LANGS and s2t.model.frontend.asr_model.encoder.langs == ["ta", "hi"]
+    s2t.set_language_prior(["hi"])
+    assert router.prior_allowed.tolist() == [False, True]
+    s2t.set_language_prior(["ta", "mr"])
+    assert router.prior_allowed.tolist() == [True, False]
+    assert "does not know ['mr']" in caplog.text
+    s2t.set_language_prior(["mr"])  # unknown to the base: no prior rather than a wrong one
+    assert router.prior_allowed is None and router.prior_bias is None
+    with pytest.raises(ValueError, match=r"unknown \['bn'\]"):
+        s2t.set_language_prior(["bn"])
+
+
+def test_utterance_language_and_route_fractions_count_valid_frames_only(models):
+    """Speech2Text's per-utterance outputs from hand-made router outputs with padding:
+    posterior = softmax(mean over valid frames of the frame log-posteriors)."""
+    s2t = Speech2Text(*models["blr_moe"])
+    logits = torch.zeros(2, 4, 3)
+    logits[0, 0] = torch.tensor([2.0, 0.0, 0.0])  # utterance 1: 2 valid frames ...
+    logits[0, 2:, 2] = 50.0  # ... and 2 loud padded frames
+    logits[1, :, 1] = 1.0  # utterance 2: 4 valid frames, all mr
+    aux = {"lid_logits": logits, "lid_lengths": torch.tensor([2, 4]),
+           "expert_index": torch.tensor([[0, 1, 2, 2], [1, 1, 1, 0]]),
+           **{f"route_frac_{x}": torch.tensor(0.0) for x in LANGS}}
+    langs, posts = s2t._utterance_langs(aux, 2)
+    a, b = math.log(math.e ** 2 + 2), math.log(3)  # log-normalisers of frames 1 and 2
+    mean_logp = [(2 - a - b) / 2, (-a - b) / 2, (-a - b) / 2]
+    expected = [math.exp(v) / sum(math.exp(w) for w in mean_logp) for v in mean_logp]
+    assert langs == ["hi", "mr"] and posts[0] == pytest.approx(expected, rel=1e-5)
+    c = math.log(math.e + 2)
+    assert posts[1] == pytest.approx([math.exp(-c) / (2 * math.exp(-c) + math.exp(1 - c)),
+                                      math.exp(1 - c) / (2 * math.exp(-c) + math.exp(1 - c)),
+                                      math.exp(-c) / (2 * math.exp(-c) + math.exp(1 - c))], rel=1e-5)
+    assert s2t._route_fractions(aux, 2) == [[0.5, 0.5, 0.0], [0.25, 0.75, 0.0]]
+
+
+def test_batch_with_padding_reports_each_utterance_language_as_alone(models):
+    """Speech2Text.batch on a padded batch: every utterance's lang, posterior and route
+    fractions are those it gets alone (up to the STFT's edge frames: tolerance)."""
+    s2t = Speech2Text(*models["blr_moe"])
+    torch.manual_seed(6)
+    lengths = [6400, 4000, 2600]
+    speech = torch.zeros(3, 6400)
+    for i, n in enumerate(lengths):
+        speech[i, :n] = torch.randn(n) * 0.1
+    results = s2t.batch(speech, torch.tensor(lengths))
+    assert len(results) == 3
+    for r, n in zip(results, lengths):
+        alone = s2t(speech[0 if n == 6400 else lengths.index(n), :n])
+        assert r.lang == alone.lang and r.lang == LANGS[max(range(3), key=lambda i: r.lang_posterior[i])]
+        assert r.lang_posterior == pytest.approx(alone.lang_posterior, abs=0.05)
+        assert sum(r.route_frac) == pytest.approx(1.0) and sum(r.lang_posterior) == pytest.approx(1.0)
