@@ -12,7 +12,13 @@ model saved like an experiment directory) and checked on CUDA against the CPU:
   gradients, and the optimizer changes the weights;
 * cost: median time of a training step (forward + backward + Adam) on ``--batch`` x
   ``--seconds`` s of noise, fp32 and bf16 autocast, interleaved over the presets, and the
-  peak CUDA memory of one fp32 step.
+  peak CUDA memory of one fp32 step (training throughput of each preset vs dense);
+* grouped GEMM: an expert FFN (``MoEFeedForward``, forward + backward under bf16
+  autocast) with the per-expert matmul loop vs ``torch.nn.functional.grouped_mm``
+  (:func:`espnet_plugins.asr.moe.dispatch.set_grouped_mm`), median times, their ratio and
+  the largest difference of output and weight gradient, at the presets' sizes and larger;
+* RTF: eval-mode encoder + CTC greedy (as decoding runs it, batch 1) of the presets in
+  ``--rtf_presets`` on ``--rtf_utts`` utterances of ``--rtf_seconds`` s, fp32 and bf16.
 
 Writes ``<out>.json`` and ``<out>.md``; exits 1 when a check fails.
 
@@ -179,6 +185,82 @@ def cost(models: dict, b: dict, repeats: int, warmup: int) -> dict:
     return out
 
 
+# (experts, tokens, model size, hidden size): the presets' FFN (144 / 576, 4 languages,
+# 32 utterances x 4 s after 4x subsampling) and a larger model with 8 and 16 experts.
+MOE_SHAPES = [(4, 3200, 144, 576), (8, 12800, 512, 2048), (16, 12800, 512, 2048)]
+
+
+def moe_bench(device: str, repeats: int, warmup: int, shapes=MOE_SHAPES) -> list:
+    """Expert FFN forward + backward: the matmul loop vs grouped_mm, bf16 autocast on CUDA
+    (fp32 on the CPU, where grouped_mm runs PyTorch's reference kernel)."""
+    from espnet_plugins.asr.moe.dispatch import DispatchPlan, grouped_mm_mode
+    from espnet_plugins.asr.moe.moe_feed_forward import MoEFeedForward
+
+    rows = []
+    bf16 = device == "cuda"
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    for experts, tokens, d, hidden in shapes:
+        torch.manual_seed(0)
+        ffn = MoEFeedForward(experts, d, hidden, dropout_rate=0.0).to(device)
+        x = torch.randn(1, tokens, d, device=device, requires_grad=True)
+        # skewed routing with one expert left empty, as a language router gives
+        probs = torch.arange(1, experts + 1, dtype=torch.float)
+        probs[-1] = 0
+        index = torch.multinomial(probs / probs.sum(), tokens, replacement=True).view(1, tokens).to(device)
+        out, times = {}, {}
+        for mode in ("loop", "grouped_mm"):
+            times[mode] = []
+            for rep in range(warmup + repeats):
+                ffn.zero_grad(set_to_none=True)
+                x.grad = None
+                sync()
+                t = time.perf_counter()
+                with grouped_mm_mode(mode), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+                    plan = DispatchPlan.build(index, experts)
+                    y = ffn(x, plan)
+                y.float().square().mean().backward()
+                sync()
+                if rep >= warmup:
+                    times[mode].append(time.perf_counter() - t)
+            out[mode] = (y.detach().float(), ffn.w_1.weight.grad.detach().clone())
+        ref_y, ref_g = out["loop"]
+        got_y, got_g = out["grouped_mm"]
+        loop_s, gmm_s = statistics.median(times["loop"]), statistics.median(times["grouped_mm"])
+        rows.append({"experts": experts, "tokens": tokens, "d_model": d, "hidden": hidden,
+                     "dtype": "bf16" if bf16 else "fp32", "loop_ms": 1e3 * loop_s, "grouped_mm_ms": 1e3 * gmm_s,
+                     "speedup": loop_s / gmm_s,
+                     "y_max_rel_diff": float((ref_y - got_y).abs().max() / ref_y.abs().max()),
+                     "grad_w1_max_rel_diff": float((ref_g - got_g).abs().max() / ref_g.abs().max()),
+                     "empty_expert_grad_zero": bool(torch.count_nonzero(got_g[-1]) == 0)})
+        print("grouped_mm", json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+RTF_PRESETS = ["dense_conformer", "blr_moe", "lr_moe", "smear_blr_moe"]
+
+
+def rtf(models: dict, device: str, utts: int, seconds: float) -> dict:
+    """Real-time factor of eval-mode encoder + CTC greedy, one utterance at a time."""
+    out = {}
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    batches = [make_batch(1, seconds, 100 + i, device) for i in range(utts)]
+    for name, (model, _) in models.items():
+        m = copy.deepcopy(model).to(device).eval()
+        out[name] = {}
+        for bf16 in (False, True):
+            with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+                for b in batches[:2]:  # warm-up
+                    ctc_logp(m, b)[0].argmax(-1)
+                sync()
+                t = time.perf_counter()
+                for b in batches:
+                    ctc_logp(m, b)[0].argmax(-1).cpu()
+                sync()
+            out[name]["bf16" if bf16 else "fp32"] = (time.perf_counter() - t) / (utts * seconds)
+        del m
+    return out
+
+
 def markdown(r: dict) -> str:
     a = r["args"]
     lines = [f"# CUDA checks and GPU cost of every preset ({r['gpu']}, torch {r['torch']})", "",
@@ -204,6 +286,20 @@ def markdown(r: dict) -> str:
             vs = f"{dense / c['step_fp32_s']:.2f}x" if dense else "-"
             lines.append(f"| {n} | {c['params_M']:.2f} | {1e3 * c['step_fp32_s']:.1f} | {1e3 * c['step_bf16_s']:.1f} | "
                          f"{a['batch'] * a['seconds'] / c['step_fp32_s']:.0f} | {vs} | {c['peak_step_MiB']:.0f} |")
+    if r.get("grouped_mm"):
+        lines += ["", "Expert FFN (MoEFeedForward) forward + backward, per-expert matmul loop vs "
+                  "`torch.nn.functional.grouped_mm`, one expert without tokens:", "",
+                  "| experts | tokens | d_model | hidden | dtype | loop ms | grouped_mm ms | speed-up | "
+                  "max rel diff y | max rel diff grad | empty expert grad 0 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for g in r["grouped_mm"]:
+            lines.append(f"| {g['experts']} | {g['tokens']} | {g['d_model']} | {g['hidden']} | {g['dtype']} | "
+                         f"{g['loop_ms']:.2f} | {g['grouped_mm_ms']:.2f} | {g['speedup']:.2f}x | "
+                         f"{g['y_max_rel_diff']:.1e} | {g['grad_w1_max_rel_diff']:.1e} | {g['empty_expert_grad_zero']} |")
+    if r.get("rtf"):
+        lines += ["", f"RTF (eval encoder + CTC greedy, batch 1, {a['rtf_utts']} x {a['rtf_seconds']} s of noise):", "",
+                  "| preset | RTF fp32 | RTF bf16 |", "|---|---|---|"]
+        for n, v in r["rtf"].items():
+            lines.append(f"| {n} | {v['fp32']:.5f} | {v['bf16']:.5f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -219,10 +315,15 @@ def main():
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--no_cost", action="store_true", help="checks only")
+    p.add_argument("--rtf_presets", nargs="*", default=RTF_PRESETS, help="presets timed for RTF (none: skip)")
+    p.add_argument("--rtf_utts", type=int, default=20)
+    p.add_argument("--rtf_seconds", type=float, default=4.0)
+    p.add_argument("--no_grouped_mm", action="store_true", help="skip the grouped GEMM vs loop benchmark")
     p.add_argument("--device", default="cuda", help="cpu: a dry run of the checks (CPU against itself)")
     args = p.parse_args()
-    if args.device == "cpu":
+    if args.device == "cpu":  # dry run: small sizes
         args.no_cost = True
+        args.rtf_utts, args.rtf_seconds = 2, 1.0
     elif not torch.cuda.is_available():
         sys.exit("bench_cuda.py needs a CUDA device; torch.cuda.is_available() is False")
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -254,12 +355,29 @@ def main():
     result = {"command": "python bench/bench_cuda.py " + " ".join(sys.argv[1:]), "args": vars(args),
               "gpu": torch.cuda.get_device_name() if args.device == "cuda" else "no GPU (dry run)", "torch": torch.__version__, "machine": platform.machine(),
               "checks": checks, "all_ok": all_ok}
-    if not args.no_cost:
-        result["cost"] = cost(models, make_batch(args.batch, args.seconds, 1, "cuda"), args.repeats, args.warmup)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(result))
+
+    def write():  # after each part, so a run cut short keeps what it measured
+        out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+        out.with_suffix(".md").write_text(markdown(result))
+
+    write()
+    if not args.no_grouped_mm:
+        shapes = MOE_SHAPES if args.device == "cuda" else [(4, 256, 16, 32)]
+        result["grouped_mm"] = moe_bench(args.device, args.repeats if args.device == "cuda" else 2,
+                                         args.warmup if args.device == "cuda" else 1, shapes)
+        all_ok = all_ok and all(g["empty_expert_grad_zero"] and g["y_max_rel_diff"] < 5e-2
+                                for g in result["grouped_mm"])
+        result["all_ok"] = all_ok
+        write()
+    if not args.no_cost:
+        result["cost"] = cost(models, make_batch(args.batch, args.seconds, 1, "cuda"), args.repeats, args.warmup)
+        write()
+    rtf_models = {n: models[n] for n in args.rtf_presets if n in models}
+    if rtf_models:
+        result["rtf"] = rtf(rtf_models, args.device, args.rtf_utts, args.rtf_seconds)
+        write()
     print(markdown(result))
     sys.exit(0 if all_ok else 1)
 

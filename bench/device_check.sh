@@ -1,34 +1,127 @@
 #!/usr/bin/env bash
-# CUDA checks for a machine with a GPU (never run by CI or the tests):
-#   1. bench/bench_cuda.py: every conf/ preset on CUDA vs CPU, fp32 and bf16 steps, step cost;
-#   2. the recipe end to end with --ngpu 1 --gpu_inference true (stages 2-9: format, filter,
-#      tokens, stats, train, decode, score) for the mini dense and mini SMEAR + BLR-MoE
-#      presets, on a small Kaldi-style data dir (train, dev, test_id; 16 kHz 16-bit wav needs no sox).
+# GPU checks for a machine with a CUDA GPU (H100 / H200); never run by CI or the tests.
 #
-#   bench/device_check.sh <out_dir> <datadir relative to egs/indic_synth/asr1>
-set -euo pipefail
-out=$(mkdir -p "$1" && cd "$1" && pwd); datadir=$2
+#   bench/device_check.sh prepare        # HERE, once (needs no GPU): the wheels the GPU image lacks
+#                                        # into .whl/, the mini corpus into bench/device_data/
+#   bench/device_check.sh run [OUT_DIR]  # THERE (default OUT_DIR: bench/results/cuda)
+#
+# `run` steps, each with its own time limit, timed and logged; a failed step does not stop
+# the next (set -e is off per step); every step's result is in OUT_DIR as soon as it ends:
+#   1. env       nvidia-smi, torch / CUDA / capability, the carried wheels installed (/tmp/site)
+#   2. tests     tests/test_grouped_mm.py, tests/test_bf16.py (the CUDA grouped-GEMM test runs)
+#   3. bench     bench/bench_cuda.py: every conf/ preset on CUDA vs CPU, one fp32 and one bf16
+#                training step each, step cost fp32 / bf16 and training throughput vs dense,
+#                grouped_mm vs the per-expert loop (expert FFN fwd+bwd, bf16), RTF on the GPU
+#   4. recipe    run.sh --mini true --ngpu 1 --gpu_inference true, stages 2-9 (format ...
+#                train on the GPU, decode on the GPU, score) on the carried mini corpus
+# OUT_DIR gets: device_check.md (the step table), steps.log (every step's output),
+# bench_cuda.json / bench_cuda.md, recipe_scores.txt. Budget: <= 8 min on one H100
+# (limits 60 + 270 + 150 s plus installs). With the device tool (docs/scale_out.md):
+#   run(command="bench/device_check.sh run $OUT", carry=[".whl", "bench/device_data"], timeout_s=570)
+set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-export PYTHONUNBUFFERED=1
-nvidia-smi -L
-rc=0
-python "$root/bench/bench_cuda.py" --out "$out/bench_cuda" > "$out/bench_cuda.log" 2>&1 || rc=1
-tail -40 "$out/bench_cuda.log"
-cd "$root/egs/indic_synth/asr1"
-for cfg in train_mini.yaml train_mini_smear_blr_moe.yaml; do
-  name=$(basename "$cfg" .yaml)
-  if ./run.sh --stage 2 --stop_stage 9 --ngpu 1 --gpu_inference true --train_config "$cfg" \
-      --datadir "$datadir" --dumpdir "/tmp/device_check/dump" --expdir "/tmp/device_check/exp" \
-      --test_sets test_id --adapt_set none > "$out/run_$name.log" 2>&1; then
-    echo "run.sh --ngpu 1 $cfg: ok"
-  else
-    echo "run.sh --ngpu 1 $cfg: FAILED"; rc=1
-    for l in $(ls -t /tmp/device_check/exp/*/logdir/*.log /tmp/device_check/exp/*/*.log 2>/dev/null | head -2); do
-      echo "== $l"; tail -12 "$l"
-    done
+cd "$root"
+mode=${1:-}
+
+if [ "$mode" = prepare ]; then
+  set -e
+  . tools/activate.sh
+  grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+  grep -qx '/bench/device_data/' .git/info/exclude 2>/dev/null || echo '/bench/device_data/' >> .git/info/exclude
+  # Distributions our code imports that the GPU image lacks (its package list:
+  # /work/.library/device/KINDS.md), at the versions of this venv, as py3.12 x86-64 wheels.
+  python - > /tmp/device_wheels.txt <<'EOF'
+import importlib, importlib.metadata as md, sys
+import espnet_plugins.tasks.asr, espnet_plugins.bin.asr_inference, espnet_plugins.inference.speech2text  # noqa
+for m in ("jiwer", "editdistance", "soxr", "soundfile", "espnet2.bin.aggregate_stats_dirs", "espnet2.bin.launch"):
+    importlib.import_module(m)
+image = set("""accelerate einops filelock fsspec huggingface-hub jinja2 joblib matplotlib numpy onnx onnxruntime
+packaging pandas pillow protobuf psutil pyarrow pytest pyyaml regex requests scipy sentencepiece setuptools six
+sympy tensorboard torch torchaudio tqdm typing-extensions urllib3 wheel networkx numba llvmlite scikit-learn
+threadpoolctl lazy-loader msgpack pooch platformdirs certifi idna charset-normalizer mpmath triton
+pluggy iniconfig markupsafe python-dateutil tzdata pytz contourpy cycler fonttools kiwisolver pyparsing
+grpcio absl-py markdown werkzeug tensorboard-data-server attrs""".split())
+norm = lambda s: s.lower().replace("_", "-")
+own = {"espnet-moe-plugins"}
+dists = {d for m in list(sys.modules) for d in md.packages_distributions().get(m.split(".")[0], [])}
+for d in sorted(dists):
+    if norm(d) not in image and norm(d) not in own and not norm(d).startswith(("nvidia-", "jaraco", "more-itertools")):
+        print(f"{d}=={md.version(d)}")
+EOF
+  rm -rf .whl && mkdir -p .whl
+  while read -r req; do
+    python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+      --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+      --platform any -d .whl "$req" || echo "no wheel for $req (install it there by hand)" >&2
+  done < /tmp/device_wheels.txt
+  echo "wheels: $(ls .whl | wc -l) files, $(du -sh .whl | cut -f1)"
+  if [ ! -s bench/device_data/data_mini/train/wav.scp ]; then
+    (cd egs/indic_synth/asr1 && ./run.sh --mini true --stage 1 --stop_stage 1 --datadir "$root/bench/device_data/data_mini")
   fi
-  tail -5 "$out/run_$name.log"
-  grep -h "device\|cuda" "/tmp/device_check/exp/asr_${name#train_}/train.log" 2>/dev/null | head -3 || true
-done
-for f in /tmp/device_check/exp/asr_*/decode_*/scores.json; do echo "$f: $(cat "$f")"; done 2>/dev/null || true
-exit $rc
+  echo "mini corpus: $(du -sh bench/device_data | cut -f1); carry .whl and bench/device_data"
+  exit 0
+fi
+[ "$mode" = run ] || { echo "usage: bench/device_check.sh prepare | run [OUT_DIR]" >&2; exit 2; }
+
+out=$(mkdir -p "${2:-bench/results/cuda}" && cd "${2:-bench/results/cuda}" && pwd)
+export PYTHONUNBUFFERED=1 PYTHONPATH=$root${PYTHONPATH:+:$PYTHONPATH}
+summary=$out/device_check.md
+log=$out/steps.log
+: > "$log"
+{ echo "# bench/device_check.sh run ($(date -u '+%Y-%m-%d %H:%M UTC'))"; echo
+  echo "| step | status | seconds | limit s |"; echo "|---|---|---|---|"; } > "$summary"
+failed=0
+
+step() {  # step <name> <limit s> <command...>: timed, logged, never stops the script
+  local name=$1 limit=$2; shift 2
+  echo "=== step $name (limit ${limit}s): $*" | tee -a "$log"
+  local t0=$SECONDS rc=0
+  timeout -k 10 "$limit" "$@" >> "$log" 2>&1 || rc=$?
+  local status=ok
+  [ $rc -eq 0 ] || { status="FAILED rc=$rc"; [ $rc -eq 124 ] && status="TIMEOUT"; failed=$((failed + 1)); }
+  echo "| $name | $status | $((SECONDS - t0)) | $limit |" >> "$summary"
+  echo "=== step $name: $status after $((SECONDS - t0)) s" | tee -a "$log"
+}
+
+env_step() {
+  nvidia-smi -L
+  if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  fi
+  python3 - <<'EOF'
+import torch, espnet_plugins.tasks.asr  # noqa: F401  (our stack imports)
+print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(),
+      "capability", torch.cuda.get_device_capability(), "grouped_mm", hasattr(torch.nn.functional, "grouped_mm"))
+EOF
+}
+
+recipe() {
+  local data=$root/bench/device_data/data_mini
+  [ -s "$data/train/wav.scp" ] || { echo "no carried mini corpus in $data: run 'bench/device_check.sh prepare' here and carry bench/device_data"; return 1; }
+  cd egs/indic_synth/asr1
+  # No tools/venv there: path.sh sources $VENV/bin/activate, here one that puts a `python`
+  # running the image's python3 (the one with the GPU torch) first on PATH.
+  mkdir -p /tmp/dc_venv/bin
+  printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v python3)" > /tmp/dc_venv/bin/python
+  chmod +x /tmp/dc_venv/bin/python
+  echo 'export PATH=/tmp/dc_venv/bin:$PATH' > /tmp/dc_venv/bin/activate
+  VENV=/tmp/dc_venv ./run.sh --mini true --ngpu 1 --gpu_inference true --stage 2 --stop_stage 9 --nj 4 \
+    --datadir "$data" --dumpdir /tmp/dc/dump_mini --expdir /tmp/dc/exp_mini --adapt_set none
+  local rc=$?
+  grep -h "cuda\|device" /tmp/dc/exp_mini/asr_mini/train.log 2>/dev/null | head -3
+  for f in /tmp/dc/exp_mini/asr_mini/decode_*/*/scores.json /tmp/dc/exp_mini/asr_mini/decode_*/scores*; do
+    [ -f "$f" ] && echo "$f: $(head -c 2000 "$f")"
+  done > "$out/recipe_scores.txt" 2>/dev/null
+  tail -5 /tmp/dc/exp_mini/asr_mini/train.log 2>/dev/null
+  return $rc
+}
+export root out PYTHONPATH=/tmp/site:$PYTHONPATH
+export -f env_step recipe
+step env 90 bash -c env_step
+step tests 60 python3 -m pytest -x -q -p no:cacheprovider tests/test_grouped_mm.py tests/test_bf16.py -k "cuda or grouped or mini"
+step bench 270 python3 bench/bench_cuda.py --out "$out/bench_cuda" --repeats 5 --warmup 2
+step recipe 150 bash -c recipe
+
+{ echo; echo "Failed steps: $failed. Logs: steps.log; numbers: bench_cuda.md, recipe_scores.txt."; } >> "$summary"
+cat "$summary"
+exit $((failed > 0))
