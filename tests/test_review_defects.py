@@ -214,3 +214,50 @@ def test_a_broken_plugin_module_fails_the_task_import():
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode != 0, "the task imported with a broken plugin module"
     assert "Error: import of espnet_plugins.asr.preencoder.smear_projector halted" in res.stderr
+
+
+# ---------------------------------------------------------------- 6. pruning dtype, RTF sample rate
+
+
+@pytest.mark.parametrize("router_type", ["tdnn", "linear"])
+def test_pruning_keeps_the_models_dtype_and_equals_the_hard_prior(router_type):
+    from espnet_plugins.export.pruning import prune_language_experts
+
+    torch.manual_seed(0)
+    enc = _blr_moe(router_type=router_type, expert_init="independent").double().eval()
+    x, ilens = torch.randn(2, 20, 8, dtype=torch.float64), torch.tensor([20, 13])
+    with torch.no_grad():
+        enc.set_language_prior([0, 2])
+        ref, _, _ = enc(x, ilens)
+        enc.set_language_prior(None)
+        prune_language_experts(enc, [0, 2])
+        out, _, _ = enc(x, ilens)
+    assert {p.dtype for p in enc.parameters()} == {torch.float64}
+    assert {p.device for p in enc.parameters()} == {x.device}
+    torch.testing.assert_close(out[0], ref[0], rtol=0, atol=1e-12)
+    torch.testing.assert_close(out[1, :13], ref[1, :13], rtol=0, atol=1e-12)
+
+
+def test_asr_inference_rtf_uses_the_audio_sample_rate(tmp_path):
+    import json
+
+    import numpy as np
+    import soundfile
+
+    from espnet_plugins.bin import asr_inference
+
+    config, ckpt = _smear_exp(tmp_path, downsample_rate=1)
+    rng = np.random.default_rng(0)
+    lines = []
+    for key, seconds, rate in (("u1", 1.5, 8000), ("u2", 1.0, 8000), ("u3", 0.5, 16000)):
+        path = tmp_path / f"{key}.wav"
+        soundfile.write(path, 0.1 * rng.standard_normal(int(seconds * rate)), rate)
+        lines.append(f"{key} {path}\n")
+    (tmp_path / "wav.scp").write_text("".join(lines))
+    asr_inference.main(["--asr_train_config", str(config), "--asr_model_file", str(ckpt), "--batch_size", "2",
+                        "--data_path_and_name_and_type", f"{tmp_path / 'wav.scp'},speech,sound",
+                        "--output_dir", str(tmp_path / "out")])
+    rtf = json.loads((tmp_path / "out" / "rtf.json").read_text())
+    assert rtf["audio_seconds"] == pytest.approx(3.0)
+    assert rtf["rtf"] == pytest.approx(rtf["decode_seconds"] / 3.0)
+    assert len((tmp_path / "out" / "text").read_text().splitlines()) == 3

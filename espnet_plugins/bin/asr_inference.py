@@ -159,7 +159,7 @@ def _decode(args, s2t, data, key_file, out: Path, utt_prior: dict, device: str, 
     lines = {"text": [], "token": [], "lang": [], "route_frac": [], "smear_gate": [], "nbest": [], "words": [],
              "lm": []}
     audio_sec = decode_sec = 0.0
-    fs = 16000  # dump/raw audio is 16 kHz (recipe stage 2 converts everything else)
+    sample_rate = _sample_rates(data, args.asr_train_config)
     for keys, batch in loader:
         if utt_prior:
             s2t.set_language_prior(utt_prior[keys[0]], args.prior_mode, args.soft_floor)
@@ -167,7 +167,7 @@ def _decode(args, s2t, data, key_file, out: Path, utt_prior: dict, device: str, 
         lm_langs = {"lm_langs": [utt_lm[k] for k in keys]} if utt_lm else {}  # --lm_mode oracle
         results = s2t.batch(batch["speech"], batch["speech_lengths"], **lm_langs)
         decode_sec += time.perf_counter() - t0
-        audio_sec += float(batch["speech_lengths"].sum()) / fs
+        audio_sec += sum(n / sample_rate(k) for k, n in zip(keys, batch["speech_lengths"].tolist()))
         for key, r in zip(keys, results):
             lines["text"].append(f"{key} {r.text}".rstrip())
             lines["token"].append(f"{key} {' '.join(r.tokens)}".rstrip())
@@ -192,6 +192,26 @@ def _decode(args, s2t, data, key_file, out: Path, utt_prior: dict, device: str, 
            "decoding_method": args.decoding_method, "lm_mode": args.lm_mode}
     (out / "rtf.json").write_text(json.dumps(rtf, indent=1))
     logging.info(f"decoded {len(lines['text'])} utterances into {out}, RTF {rtf['rtf']}")
+
+
+def _sample_rates(data, asr_train_config: str):
+    """``key -> Hz`` of the decoded audio, for the RTF's audio seconds: each file's own
+    rate for ``sound`` data, else the model's ``frontend_conf.fs`` (ESPnet's default 16k)."""
+    import functools
+
+    import humanfriendly
+    import soundfile
+    import yaml
+
+    path, _, kind = next(x.split(",") for x in data if x.split(",")[1] == "speech")
+    if kind == "sound":
+        with open(path, encoding="utf-8") as f:
+            files = dict(line.rstrip("\n").split(maxsplit=1) for line in f if line.strip())
+        return functools.lru_cache(maxsize=None)(lambda key: soundfile.info(files[key]).samplerate)
+    with open(asr_train_config, encoding="utf-8") as f:
+        fs = ((yaml.safe_load(f) or {}).get("frontend_conf") or {}).get("fs", 16000)
+    fs = humanfriendly.parse_size(fs) if isinstance(fs, str) else fs
+    return lambda key: fs
 
 
 def _utterance_priors(utt2lang: str, langs, wrong: bool) -> dict:

@@ -40,7 +40,10 @@ def prune_language_experts(encoder: BLRMoEEncoder, keep: Sequence[int]) -> None:
             module.num_experts = len(keep)
     router = encoder.router
     last = router.output[-1] if isinstance(router.output, torch.nn.Sequential) else router.output
-    pruned = torch.nn.Linear(last.in_features, len(keep), bias=last.bias is not None)
+    pruned = torch.nn.Linear(
+        last.in_features, len(keep), bias=last.bias is not None,
+        device=last.weight.device, dtype=last.weight.dtype,  # a GPU / half-precision model stays so
+    )
     pruned.weight.copy_(last.weight[index])
     if last.bias is not None:
         pruned.bias.copy_(last.bias[index])
