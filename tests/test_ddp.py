@@ -12,11 +12,14 @@ Top-1 MoE under DDP is the classic failure: an expert that gets no token in a st
 no gradient, DDP (``find_unused_parameters=False``) waits for it and the next step
 fails. Our experts are stacked ``[E, in, out]`` parameters whose grouped matmul writes
 zeros into the gradient of every expert without tokens, so each expert weight always
-joins the reduction. The tests train a BLR-MoE model with utterance routing (one
-utterance per rank: at least 3 of 4 experts get no token on each rank, every step) and
-the SMEAR + BLR-MoE mini preset (frame routing), record the per-expert token counts of
-every training forward on each rank, and check that the ranks end with identical
-parameters and that ``--resume`` continues a distributed training.
+joins the reduction. The tests train a BLR-MoE model whose routing the test forces (one
+utterance per rank; step s sends every frame of rank r to expert (s + r) % 4: each step,
+3 of 4 experts get no token on each rank and the expert used on one rank is empty on the
+other) and the SMEAR + BLR-MoE mini preset (its own frame routing, with ``--use_amp``:
+bf16 on the CPU), record the per-expert token counts of every training forward on each
+rank, and check that the ranks end with identical parameters and that ``--resume``
+continues a distributed training. Launch: ``torchrun --standalone --nproc_per_node 2``
+(docs/scale_out.md).
 """
 import json
 import shutil
