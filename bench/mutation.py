@@ -83,10 +83,8 @@ def snapshot(group: str, workdir: Path, fresh: bool) -> Path:
             shutil.copytree(src, dst, ignore=ignore, symlinks=True)
         else:
             shutil.copy2(src, dst)
-    # Tests and sources may have changed since the last run: let mutmut copy them anew.
-    for rel in ("tests", source):
-        if (gdir / "mutants" / rel).exists():
-            shutil.rmtree(gdir / "mutants" / rel)
+    # mutmut copies tests/ anew on every run and regenerates the mutants of a source file
+    # newer than its copy (copy2 keeps mtimes, so unchanged files keep their results).
     tests = [t for t in tests if (ROOT / t).exists()]
     also = [p for p in SNAPSHOT + SNAPSHOT_FILES if p not in (source, "tests")]
     lines = ["[mutmut]", f"source_paths = {source}", "only_mutate ="]
@@ -101,12 +99,13 @@ def snapshot(group: str, workdir: Path, fresh: bool) -> Path:
     return gdir
 
 
-def run_group(group: str, gdir: Path, max_children: int, log) -> float:
+def run_group(group: str, gdir: Path, max_children: int, log, names=()) -> float:
+    """``mutmut run`` (all undecided mutants, or exactly ``names``, e.g. to retest survivors)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CI="")
     env.pop("PYTHONPATH", None)  # the snapshot's mutants/ must be the only espnet_plugins on the path
     mutmut = shutil.which("mutmut") or str(Path(sys.executable).with_name("mutmut"))
     start = time.time()
-    res = subprocess.run([mutmut, "run", "--max-children", str(max_children)], cwd=gdir, env=env,
+    res = subprocess.run([mutmut, "run", "--max-children", str(max_children), *names], cwd=gdir, env=env,
                          stdout=log, stderr=subprocess.STDOUT)
     log.flush()
     if res.returncode != 0:
@@ -230,6 +229,8 @@ def main(argv=None):
     parser.add_argument("--max_children", type=int, default=1, help="parallel mutant workers")
     parser.add_argument("--fresh", action="store_true", help="forget earlier results")
     parser.add_argument("--report_only", action="store_true", help="rewrite the report from the last run")
+    parser.add_argument("--retest_survivors", action="store_true",
+                        help="run the survivors of the last run again (after new tests), not the undecided")
     args = parser.parse_args(argv)
     seconds = {}
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -237,8 +238,15 @@ def main(argv=None):
         if args.report_only:
             continue
         gdir = snapshot(group, args.workdir, args.fresh)
+        names = ()
+        if args.retest_survivors:
+            equivalent = load_equivalent(args.equivalent)
+            names = tuple(n for n, st in results(gdir).items()
+                          if st in ("survived", "no tests", "suspicious") and n not in equivalent)
+            if not names:
+                continue
         with open(args.workdir / f"{group}.log", "a") as log:
-            seconds[group] = run_group(group, gdir, args.max_children, log)
+            seconds[group] = run_group(group, gdir, args.max_children, log, names)
         print(f"{group}: mutmut run took {seconds[group] / 60:.1f} min (log: {args.workdir / (group + '.log')})")
     text = report(args.groups, args.workdir, load_equivalent(args.equivalent), seconds, args.out)
     print(text.split("## Survivors")[0])

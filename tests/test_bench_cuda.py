@@ -1,9 +1,13 @@
-"""The CUDA check script (bench/bench_cuda.py) on the CPU: its dry run (``--device cpu``)
-compares the CPU with itself, so every check must pass, and a broken model must fail it."""
+"""The CUDA check script (bench/bench_cuda.py) on the CPU. Its dry run (``--device cpu``)
+compares the CPU with itself, which only shows the script runs; what the tests check is
+that each comparison can fail: a perturbed copy standing in for the CUDA model fails the
+agreement check, a NaN weight fails the training-step check."""
+import copy
 import importlib.util
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import torch
@@ -20,12 +24,24 @@ def _workdir(tmp_path):
     return tmp_path
 
 
-def test_checks_pass_on_a_healthy_model_and_fail_on_a_nan_weight(tmp_path):
+def test_checks_pass_on_a_healthy_model_and_fail_on_a_perturbed_copy_or_a_nan_weight(tmp_path, monkeypatch):
     model, args = bench.build(ROOT / "conf" / "train_mini_smear_blr_moe.yaml", _workdir(tmp_path))
     b = bench.make_batch(2, 1.0, 0, "cpu")
     assert int(b["speech_lengths"][-1]) == 12800 and int((b["text"][-1] == -1).sum()) > 0  # padding
     ag = bench.agreement(model, b, 1e-4, "cpu")
     assert ag["ok"] and ag["loss_rel_diff"] == 0.0 and ag["logp_max_abs_diff"] == 0.0
+    # The "device" copy computes something else (one weight 1 % off): the check must say so.
+    def perturbed_copy(m):
+        other = copy.deepcopy(m)
+        with torch.no_grad():
+            other.ctc.ctc_lo.weight.mul_(1.01)
+        return other
+
+    monkeypatch.setattr(bench, "copy", types.SimpleNamespace(deepcopy=perturbed_copy))
+    bad = bench.agreement(model, b, 1e-4, "cpu")
+    monkeypatch.undo()
+    assert not bad["ok"] and bad["loss_rel_diff"] > 0 and bad["logp_max_abs_diff"] > 100 * 1e-4, bad
+    assert bad["loss_cpu"] == ag["loss_cpu"]
     for bf16 in (False, True):
         step = bench.step_check(model, args, b, bf16)
         assert step["ok"] and step["finite_grads"] and step["params_changed"] > 0, step

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _helpers import run
+from _helpers import run, skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("score", ROOT / "local" / "score.py")
@@ -419,7 +419,6 @@ def _waits_for_flock(pid: int, directory: Path) -> bool:
     return False
 
 
-@pytest.mark.skipif(not Path("/proc/locks").is_file(), reason="needs Linux /proc/locks to see a waiting flock")
 def test_results_md_writers_running_at_once_keep_every_section(tmp_path):
     """Parallel recipe runs score into one RESULTS.md: each waits for the directory lock,
     so no run's read-modify-write drops a section another run wrote in between.
@@ -427,6 +426,8 @@ def test_results_md_writers_running_at_once_keep_every_section(tmp_path):
     Deterministic, no timing assumptions: while one run holds the lock (it has read the file and will
     write it back), a second run must be seen blocked in flock() by the kernel; with a
     lock that does nothing it writes at once instead, which this test reports."""
+    if not Path("/proc/locks").is_file():
+        skip_or_fail("needs Linux /proc/locks to see a waiting flock")
     import multiprocessing
     import time
 
