@@ -7,7 +7,9 @@ job for all test sets, instead of one per job and set); each line is
 ``<wav.scp> <key_file or -> <output_dir> [<utt2lang for --allowed_langs oracle*>]``.
 
 CTC greedy (batched) or CTC prefix beam search through :class:`Speech2Text`; any model
-config this package or stock ESPnet can build. ``--allowed_langs hi,mr`` applies a
+config this package or stock ESPnet can build. The beam search (pyctcdecode) takes word
+n-gram LMs (``--ngram_dir``, run.sh stage 4) chosen per utterance by ``--lm_mode`` and
+writes ``nbest``, ``words`` (CTM-like: utt 1 start duration word) and ``lm`` too. ``--allowed_langs hi,mr`` applies a
 language prior (``--prior_mode hard`` = expert pruning, ``soft`` = bias).
 """
 import argparse
