@@ -242,3 +242,10 @@ def test_score_indic_norm_option(tmp_path):
     indic = score.score_test_set("t", ref, hyp, indic_norm=True)
     assert (plain.total.chars.errors, plain.total.words.errors) == (1, 1)
     assert (indic.total.chars.errors, indic.total.words.errors) == (0, 0)
+
+
+def test_common_voice_absent_names_its_download_page(tmp_path):
+    from espnet_plugins.data.import_corpora import import_common_voice
+
+    with pytest.raises(CorpusError, match="commonvoice.mozilla.org/datasets"):
+        import_common_voice(tmp_path / "absent", ["hi"], "test", tmp_path / "out")

@@ -199,6 +199,10 @@ def import_common_voice(cv_root: PathLike, langs: Sequence[str], subset: str, ou
     if max_utts is not None and max_utts < 1:
         raise CorpusError(f"max_utts must be >= 1, got {max_utts}")
     cv_root = Path(cv_root)
+    if not cv_root.is_dir():
+        raise CorpusError(f"{cv_root}: not found; Common Voice is downloaded by hand (licence): get each language "
+                          "from https://commonvoice.mozilla.org/datasets and extract it so that "
+                          "<cv_root>/<lang>/<subset>.tsv exists")
     _check_outdir(outdir, cv_root)
     lang_map = dict(lang_map or {})
     unknown = sorted(set(lang_map) - set(langs))

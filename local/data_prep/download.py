@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from espnet_plugins.data.download import DownloadError, fetch_url, hub_download, safe_extract  # noqa: E402
 from espnet_plugins.data.import_corpora import CorpusError  # noqa: E402
 from espnet_plugins.data.indic_corpora import (  # noqa: E402
-    _KB_BASE, FLEURS_REPO, INDICVOICES_LANGS, INDICVOICES_PAGE, INDICVOICES_REPO, KATHBATH_PAGE, _fleurs_config,
+    _KB_BASE, FLEURS_INDIC, FLEURS_REPO, INDICVOICES_LANGS, INDICVOICES_PAGE, INDICVOICES_REPO, KATHBATH_PAGE, _fleurs_config,
     _resolve_langs, fleurs_files, kathbath_archives,
 )
 
@@ -83,7 +83,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("corpus", choices=("kathbath", "fleurs", "indicvoices"))
     parser.add_argument("--dir", required=True, help="download dir (the importer's --root)")
-    parser.add_argument("--langs", default="", help="languages (FLEURS, IndicVoices; Kathbath archives hold all)")
+    parser.add_argument("--langs", default="", help="languages (FLEURS: configs or codes, default its Indic ones; "
+                        "IndicVoices: names or codes; Kathbath's archives hold all languages)")
     parser.add_argument("--subsets", required=True, help="comma-separated subsets, e.g. train,valid,test_known")
     parser.add_argument("--kathbath_url", default=_KB_BASE, help="base URL of the Kathbath archives (a mirror)")
     parser.add_argument("--revision", default="main", help="hub revision (IndicVoices)")
@@ -99,7 +100,7 @@ def main(argv=None) -> None:
         if args.corpus == "kathbath":
             download_kathbath(target, subsets, args.kathbath_url, args.keep_archives)
         elif args.corpus == "fleurs":
-            [_fleurs_config(lang) for lang in langs]
+            langs = [_fleurs_config(lang) for lang in langs] or list(FLEURS_INDIC)
             download_fleurs(target, langs, subsets)
         else:
             download_indicvoices(target, langs, subsets, args.revision)
