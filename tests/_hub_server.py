@@ -5,7 +5,7 @@ It serves the few endpoints ``huggingface_hub`` uses for ``snapshot_download`` /
 ``HfApi.create_repo`` + ``upload_folder`` (repo creation, pre-upload = every file
 "regular", the ndjson commit with base64 contents). Point the client at it with
 ``HF_ENDPOINT=http://127.0.0.1:<port>``. Every request is recorded (method, path,
-headers) so that tests can check what was sent, e.g. the ``Authorization`` header.
+headers, names in lower case) so that tests can check what was sent, e.g. ``authorization``.
 
     with HubServer() as hub:
         hub.add_repo("me/model", {"config.yaml": b"..."})
@@ -40,7 +40,7 @@ class HubServer:
             def _record(self, body: bytes = b""):
                 with hub.lock:
                     hub.requests.append({"method": self.command, "path": self.path,
-                                         "headers": dict(self.headers), "body": body})
+                                         "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
 
             def _send(self, code: int, body: bytes = b"", headers: Dict[str, str] = None, head: bool = False):
                 self.send_response(code)

@@ -22,9 +22,14 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def mini_run(tmp_path_factory):
     """Every stage of the dense mini recipe (synthesis included) in a temporary dir, run once
-    per session and shared (test_recipe_mini, test_deploy*): (tmp dir, run.sh output)."""
+    per session and shared (test_recipe_mini, test_deploy*): (tmp dir, run.sh output).
+    MINI_RUN_DIR=<dir> reuses a finished run there (its --datadir <dir>/data, --dumpdir
+    <dir>/dump, --expdir <dir>/exp) while developing; ignored when CI is set."""
     from _helpers import require_tools, run
 
+    reuse = os.environ.get("MINI_RUN_DIR")  # a developer's finished mini run (never set in CI)
+    if reuse and not os.environ.get("CI"):
+        return Path(reuse), ""
     require_tools("espeak-ng", "sox", "aspell", why="the mini recipe's corpus synthesis")
     tmp = tmp_path_factory.mktemp("mini")
     cmd = ["./run.sh", "--mini", "true", "--nj", "2", "--datadir", f"{tmp}/data", "--dumpdir", f"{tmp}/dump",

@@ -199,9 +199,11 @@ def model_files(model_dir: PathLike) -> Dict[str, Path]:
         model = Path(meta.get("files", {}).get("asr_model_file", MODEL))
     else:
         config, model = Path(CONFIG), Path(MODEL)
-        if not (model_dir / model).is_file():
+        if not (model_dir / model).is_file():  # an experiment dir: ESPnet's averaged model, else the only *.pth
             pth = sorted(model_dir.glob("*.pth"))
-            if len(pth) == 1:
+            if (model_dir / "valid.loss.ave.pth").is_file():
+                model = Path("valid.loss.ave.pth")
+            elif len(pth) == 1:
                 model = Path(pth[0].name)
     # ESPnet's unpack records absolute paths of the machine that packed: use the names here
     found = {}

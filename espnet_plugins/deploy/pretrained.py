@@ -32,7 +32,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ESPNET_PLUGINS_CACHE", Path.home() / ".cache" / "espnet_plugins"))
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -63,7 +63,7 @@ def model_dir_of(model_tag: Union[str, Path]) -> Path:
     if path.is_file():
         if path.suffix != ".zip":
             raise ValueError(f"{model_tag}: a packed model is a .zip (run.sh stage 11)")
-        return unpack_zip(path, cache_dir() / f"{path.stem}-{_sha256(path)[:16]}")
+        return unpack_zip(path, cache_dir() / f"{path.stem}-{sha256_file(path)[:16]}")
     tag = str(model_tag)
     if not _REPO_ID.match(tag):
         raise FileNotFoundError(f"{model_tag}: no such file or directory, and not a hub repo id (owner/name[@revision])")
