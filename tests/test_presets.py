@@ -121,6 +121,10 @@ def test_preset_builds_and_trains_one_step(preset, lists, request):
         base_config, base_checkpoint, base_state = request.getfixturevalue("base_model")
         extra = ["--frontend_conf", f"asr_train_config={base_config}",
                  "--frontend_conf", f"asr_model_file={base_checkpoint}"]
+    if conf.get("frontend") == "hf_encoder":  # a tiny random model of the preset's class (no download)
+        from test_hf_encoder_frontend import tiny_wav2vec2
+        hf_dir = tiny_wav2vec2(request.getfixturevalue("tmp_path") / "hf")
+        extra = ["--frontend_conf", f"model={hf_dir}", "--preencoder_conf", "input_size=32"]
     args = parse(preset, lists, *extra)
     torch.manual_seed(0)
     model = MoEASRTask.build_model(args).train()
@@ -179,7 +183,8 @@ def test_preset_builds_and_trains_one_step(preset, lists, request):
 # rows of RESULTS.md differ only in the model. Families: the CPU recipe (the default
 # preset and every model trained from scratch on the built-in corpus), the frozen-encoder
 # projectors (their own budget: a frozen base, no SpecAugment). The mini presets are
-# smoke tests, not results, and the GPU preset is alone in its family.
+# smoke tests, not results; the GPU presets (dense, LR-MoE, BLR-MoE) share one GPU recipe, and the
+# SMEAR-on-a-pretrained-encoder GPU preset is alone in its family.
 RECIPE_KEYS = ("optim", "optim_conf", "scheduler", "scheduler_conf", "max_epoch", "batch_type",
                "batch_bins", "accum_grad", "specaug_start_iter", "sortagrad_epochs",
                "keep_nbest_models", "best_model_criterion")
@@ -193,7 +198,7 @@ def _family(preset: Path) -> str:
     if name.startswith("train_frozen_"):
         return "frozen"
     if name.endswith("_gpu"):
-        return "gpu"
+        return "gpu_frozen" if "_hf_" in name else "gpu"
     return "cpu"
 
 
@@ -204,7 +209,7 @@ def _recipe(preset: Path) -> dict:
     return out
 
 
-@pytest.mark.parametrize("family", ["cpu", "frozen"])
+@pytest.mark.parametrize("family", ["cpu", "frozen", "gpu"])
 def test_presets_of_a_family_share_one_training_recipe(family):
     members = [p for p in PRESETS if _family(p) == family]
     assert len(members) >= 2, f"family {family}: {members}"
@@ -215,3 +220,14 @@ def test_presets_of_a_family_share_one_training_recipe(family):
         got = _recipe(p)
         diff = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
         assert not diff, f"{p.name} trains on another recipe than {ref.name}: {diff}"
+
+
+def test_gpu_presets_cover_every_family_with_amp():
+    """One GPU preset per model family, mixed precision on, schedule sized to the corpus."""
+    gpu = {p.stem: yaml.safe_load(p.read_text(encoding="utf-8")) for p in PRESETS if p.stem.endswith("_gpu")}
+    assert {"train_dense_conformer_gpu", "train_lr_moe_gpu", "train_blr_moe_gpu", "train_smear_hf_gpu"} <= set(gpu)
+    for name, conf in gpu.items():
+        assert conf["use_amp"] is True, name
+        assert conf["scheduler"] == "tristagelr" and conf["scheduler_conf"]["max_steps"] == "auto", name
+    assert gpu["train_blr_moe_gpu"]["encoder_conf"]["moe_attention_projections"] == ["v", "o"]
+    assert gpu["train_smear_hf_gpu"]["frontend"] == "hf_encoder" and gpu["train_smear_hf_gpu"]["frontend_conf"]["freeze"]

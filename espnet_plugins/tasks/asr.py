@@ -48,11 +48,13 @@ def _method_modules() -> None:
     (swallowing it would leave only "invalid choice: 'blr_moe'")."""
     from espnet_plugins.asr.encoder.blr_moe_encoder import BLRMoEEncoder
     from espnet_plugins.asr.frontend.frozen_encoder_frontend import FrozenEncoderFrontend
+    from espnet_plugins.asr.frontend.hf_encoder_frontend import HFEncoderFrontend
     from espnet_plugins.asr.preencoder.smear_projector import SmearProjector
 
     _REGISTRY.setdefault("encoder_choices", {})["blr_moe"] = BLRMoEEncoder
     _REGISTRY.setdefault("preencoder_choices", {})["smear_moe"] = SmearProjector
     _REGISTRY.setdefault("frontend_choices", {})["frozen_encoder"] = FrozenEncoderFrontend
+    _REGISTRY.setdefault("frontend_choices", {})["hf_encoder"] = HFEncoderFrontend
 
 
 def register() -> None:
