@@ -132,7 +132,7 @@ def test_fetch_resumes_a_killed_download_and_skips_a_complete_file(tmp_path, cap
         assert [h.get("Range") for m, p, h in srv.requests] == ["bytes=300000-"]
         progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("a.tar: ")]
         pcts = [int(m.rsplit("(", 1)[1].split()[0]) for m in progress]
-        assert pcts[0] >= 30 and pcts[-1] == 100 and pcts == sorted(pcts) and len(pcts) <= 7, progress
+        assert pcts[0] >= 30 and pcts[-1] == 100 and pcts == sorted(pcts) and len(pcts) <= 8, progress  # one line per 10 % step
         fetch_url(f"{srv.url}/a.tar", dest)
         assert len(srv.requests) == 1  # complete: no request
 
