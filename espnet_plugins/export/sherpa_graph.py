@@ -18,7 +18,8 @@ class SherpaCTCGraph(torch.nn.Module):
     its level; the graph restores a fixed level by peak normalisation to
     ``peak_dbfs`` (the built-in corpus peak-normalises every utterance to -1 dBFS, so
     audio at that level gets PyTorch's features back; other audio is gain-normalised).
-    ``peak_dbfs=None`` feeds the scaled waveform as it comes.
+    ``peak_dbfs=None`` feeds the scaled waveform as it comes. The mean it removes is not
+    restored: audio with a DC offset (espeak's, ~5e-4) gets different lowest 2-3 mel bins.
 
     Routing and pruning are the wrapped :class:`CTCGraph`'s: top-1 dispatch, only the
     kept languages' experts in the file.
