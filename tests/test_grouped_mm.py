@@ -148,3 +148,27 @@ def test_cuda_bf16_grouped_kernel_equals_the_loop():
         # bf16: both round their fp32 accumulations once; a few bf16 ulps apart
         assert torch.allclose(a.float(), b.float(), rtol=2e-2, atol=2e-2), (name, (a - b).abs().max())
     assert torch.count_nonzero(got[3][1]) == 0  # empty expert: zero weight gradient
+
+
+def test_a_failing_grouped_kernel_falls_back_to_the_loop_in_auto_mode(monkeypatch, caplog):
+    """auto mode: a grouped_mm the GPU / build lacks logs one warning and the loop takes
+    over (same numbers); forced grouped_mm mode raises instead."""
+    x, weight, bias, index, gate, valid = _case(4)
+    _, *ref = _run("loop", x, weight, bias, index, gate, valid)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no kernel image is available")
+
+    monkeypatch.setattr(torch.nn.functional, "grouped_mm", broken)
+    monkeypatch.setattr(dispatch, "grouped_mm_applies", lambda x, w: True)  # as on a GPU
+    previous = dispatch.set_grouped_mm("auto")
+    try:
+        with caplog.at_level("WARNING"):
+            _, *got = _run("auto", x, weight, bias, index, gate, valid)
+        assert "per-expert loop" in caplog.text
+    finally:
+        dispatch.set_grouped_mm(previous)
+    for a, b in zip(ref, got):
+        assert torch.equal(a, b)
+    with pytest.raises(RuntimeError, match="no kernel image"):
+        _run("grouped_mm", x, weight, bias, index, gate, valid)

@@ -45,6 +45,7 @@ still joins the gradient all-reduce).
 """
 import contextlib
 import itertools
+import logging
 import math
 import os
 from typing import List, Optional, Tuple
@@ -325,12 +326,16 @@ class _GroupedMMLinear(torch.autograd.Function):
         need_x, need_w, need_b, _ = ctx.needs_input_grad
         offs = plan.group_ends()
         grad_x = grad_w = grad_b = None
-        if need_x:
-            grad_x = torch.nn.functional.grouped_mm(grad, weight.transpose(1, 2), offs=offs)
-        if need_w:
-            grad_w = torch.nn.functional.grouped_mm(x.t(), grad, offs=offs)
-            if plan.empty_experts:  # pytorch/pytorch#172439: not always zero
-                grad_w[plan.empty_experts] = 0.0
+        try:
+            if need_x:
+                grad_x = torch.nn.functional.grouped_mm(grad, weight.transpose(1, 2), offs=offs)
+            if need_w:
+                grad_w = torch.nn.functional.grouped_mm(x.t(), grad, offs=offs)
+        except RuntimeError as e:  # a kernel this GPU / build lacks: the loop from now on
+            _grouped_mm_failed(e)
+            return _GroupedLinear.backward(ctx, grad)
+        if need_w and plan.empty_experts:  # pytorch/pytorch#172439: not always zero
+            grad_w[plan.empty_experts] = 0.0
         if need_b:
             grad_b = torch.zeros(
                 weight.size(0), weight.size(2), dtype=torch.float32, device=grad.device
@@ -401,9 +406,24 @@ def _use_grouped_mm(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return grouped_mm_applies(x, weight)
 
 
+def _grouped_mm_failed(error: RuntimeError) -> None:
+    global _grouped_mm_mode
+    if _grouped_mm_mode == "grouped_mm":  # forced: the caller wants to know
+        raise error
+    _grouped_mm_mode = "loop"
+    logging.warning(
+        f"torch.nn.functional.grouped_mm failed ({error}); expert matmuls use the "
+        "per-expert loop for the rest of this process (ESPNET_PLUGINS_GROUPED_MM=loop "
+        "chooses it from the start)"
+    )
+
+
 def _apply(x, weight, bias, plan):
     if _use_grouped_mm(x, weight):
-        return _GroupedMMLinear.apply(x, weight, bias, plan)
+        try:
+            return _GroupedMMLinear.apply(x, weight, bias, plan)
+        except RuntimeError as e:
+            _grouped_mm_failed(e)
     return _GroupedLinear.apply(x, weight, bias, plan)
 
 
