@@ -144,7 +144,8 @@ def _torchrun(root: Path, config: Path, out: Path, max_epoch: int, probe: Path, 
     probe.mkdir(parents=True, exist_ok=True)
     env = {"OMP_NUM_THREADS": "1", "DDP_PROBE_DIR": str(probe), "PATH": "/usr/bin:/bin",
            "HOME": str(root), "PYTHONPATH": str(ROOT),
-           "DDP_FORCE_ROUTING": "1" if force_routing else ""}
+           "DDP_FORCE_ROUTING": "1" if force_routing else "",
+           "GLOO_SOCKET_IFNAME": "lo"}  # gloo over loopback, whatever the host's interfaces
     res = run(cmd, capture_output=True, text=True, env=env, cwd=root, timeout=300)
     log = res.stdout + res.stderr
     assert res.returncode == 0, log[-5000:]
