@@ -77,9 +77,12 @@ def make_kathbath(tree: Path, archives: Path, langs=("hi", "mr"), sizes=None, se
                 d = Path(base) / KB_NAMES[lang] / split
                 lines = []
                 for i in range(n):
-                    name = f"84442{i:04d}{'12'[langs.index(lang)]}-{100 + i}-{'mf'[i % 2]}.m4a"
-                    write_audio(tree / d / "audio" / name, audio(rng, 44100, rng.uniform(0.8, 1.3)), 44100)
-                    audio_members.append(d / "audio" / name)
+                    # <unique id>-<speaker id>-<gender>; two utterances per speaker
+                    name = f"84442{i:04d}{'12'[langs.index(lang)]}-{100 + i // 2}-{'mf'[i // 2 % 2]}.m4a"
+                    # some copies nest the audio per speaker: the last file of each split does
+                    rel = d / "audio" / (f"{100 + i // 2}/{name}" if i == n - 1 and n > 1 else name)
+                    write_audio(tree / rel, audio(rng, 44100, rng.uniform(0.8, 1.3)), 44100)
+                    audio_members.append(rel)
                     lines.append(f"{name}\t{sentence(rng, lang)}")
                 (tree / d / "transcription_n2w.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
                 trans_members.append(d / "transcription_n2w.txt")

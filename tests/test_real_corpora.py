@@ -46,12 +46,16 @@ def test_kathbath_import_clean_and_noisy(kathbath, tmp_path):
     validate_data_dir(d)
     wav, text, lang, spk = (read_map(d / f) for f in ("wav.scp", "text", "utt2lang", "utt2spk"))
     assert sorted(set(lang.values())) == ["hi", "mr"]
-    assert all(u.startswith(f"kb-{lang[u]}-") and spk[u] == u for u in wav)
     trans = (root / "tree" / "kb_data_clean_m4a" / "hindi" / "test_known" / "transcription_n2w.txt").read_text()
-    name, _, first = trans.splitlines()[0].partition("\t")
-    assert text[f"kb-hi-{name[:-4]}"] == first
-    entry = wav[f"kb-hi-{name[:-4]}"]
-    assert entry.startswith("ffmpeg ") and entry.endswith("|") and "/audio/" + name in entry
+    lines = [line.partition("\t") for line in trans.splitlines()]
+    names = [name[:-4] for name, _, _ in lines]
+    # speaker = the file name's middle field; the fixture gives each speaker two utterances
+    utts = [f"kb-hi-{n.split('-')[1]}-{n}" for n in names]
+    assert [spk[u] for u in utts] == [f"kb-hi-{names[0].split('-')[1]}"] * 2 and len(set(spk.values())) == 2
+    assert text[utts[0]] == lines[0][2]
+    assert all(wav[u].startswith("ffmpeg ") and wav[u].endswith("|") for u in utts)
+    assert f"/audio/{names[0]}.m4a" in wav[utts[0]] and f"/audio/{names[1].split('-')[1]}/{names[1]}.m4a" in wav[utts[1]]
+    entry = wav[utts[1]]  # the nested one
     x, fs = _pipe_audio(entry)
     assert fs == 16000 and x.ndim == 1 and 0.7 < len(x) / fs < 1.4
     # test_unknown is the release's "test" dir; the noisy sets come from kb_data_noisy_m4a

@@ -64,6 +64,10 @@ KATHBATH_URLS = {"train": ["clean/train_audio.tar", "clean/transcripts_n2w.tar"]
                  "test_unknown_noisy": ["noisy/testunk_audio.tar", "noisy/transcripts_n2w.tar"]}
 
 
+_KB_NAME = re.compile(r"^[^-]+-([^-]+)-[A-Za-z]+$")  # <unique id>-<speaker id>-<gender>
+_SAFE_ID = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
 def kathbath_archives(subsets: Iterable[str], base_url: str = _KB_BASE) -> list[tuple[str, str]]:
     """``[(url, local name)]`` to download for ``subsets`` (each archive once); the local name
     keeps the tree (``clean_train_audio.tar``) because clean and noisy archives share names."""
@@ -124,8 +128,11 @@ def import_kathbath(root: PathLike, langs: Sequence[str], subset: str, outdir: P
     """Import one Kathbath subset (``KATHBATH_SUBSETS``) of ``langs`` (names or codes).
 
     ``root`` holds ``kb_data_clean_m4a/`` (and ``kb_data_noisy_m4a/`` for the noisy tests),
-    as the published archives extract.  Ids ``kb-<code>-<file stem>``; every utterance is
-    its own speaker, as in ESPnet's recipe; audio via ffmpeg pipes (m4a).
+    as the published archives extract.  File names are ``<unique id>-<speaker id>-<gender>``
+    (AI4Bharat's IndicSUPERB ``utilities/structure.py``): speaker ``kb-<code>-<speaker id>``,
+    utterance ``<speaker>-<file stem>``; a name of another shape is its own speaker.  Audio
+    is looked up in ``audio/`` (and below it, for copies that nest it per speaker) and
+    decoded by ffmpeg pipes (m4a).
     """
     if subset not in KATHBATH_SUBSETS:
         raise CorpusError(f"Kathbath subset {subset!r} is not one of {', '.join(KATHBATH_SUBSETS)}")
@@ -143,14 +150,19 @@ def import_kathbath(root: PathLike, langs: Sequence[str], subset: str, outdir: P
                               f"the archives (run.sh stage 0, or {KATHBATH_PAGE})")
         n = 0
         seen: dict[str, int] = {}
+        nested: Optional[dict] = None
         for lineno, key, text in _read_transcripts(trans):
             if max_utts is not None and n >= max_utts:
                 break
             stem = key[:-4] if key.endswith(".m4a") else key
             audio = split_dir / "audio" / f"{stem}.m4a"
             if not audio.is_file():
-                raise CorpusError(f"{trans}:{lineno}: audio {audio} does not exist; is the audio archive "
-                                  "extracted into the same tree?")
+                if nested is None:
+                    nested = {p.name: p for p in (split_dir / "audio").rglob("*.m4a")}
+                audio = nested.get(f"{stem}.m4a")
+            if audio is None:
+                raise CorpusError(f"{trans}:{lineno}: audio {stem}.m4a not found under {split_dir / 'audio'}; is "
+                                  "the audio archive extracted into the same tree?")
             if stem in seen:
                 raise CorpusError(f"{trans}:{lineno}: {key!r} already listed on line {seen[stem]}")
             seen[stem] = lineno
@@ -158,8 +170,10 @@ def import_kathbath(root: PathLike, langs: Sequence[str], subset: str, outdir: P
             if not norm:
                 empty += 1
                 continue
-            utt = f"kb-{code}-{stem}"
-            entries.append(Utterance(utt_id=utt, wav=ffmpeg_command(audio.absolute(), fs), spk=utt, lang=code,
+            match = _KB_NAME.match(stem)
+            spk = f"kb-{code}-{_SAFE_ID.sub('_', match.group(1))}" if match else f"kb-{code}-{stem}"
+            utt = f"{spk}-{stem}" if match else spk
+            entries.append(Utterance(utt_id=utt, wav=ffmpeg_command(audio.absolute(), fs), spk=spk, lang=code,
                                      text=norm))
             n += 1
         log.info("%s: %d utterances", trans, n)
@@ -270,7 +284,6 @@ INDICVOICES_LANGS = {"assamese": "as", "bengali": "bn", "bodo": "brx", "dogri": 
                      "punjabi": "pa", "sanskrit": "sa", "santali": "sat", "sindhi": "sd", "tamil": "ta",
                      "telugu": "te", "urdu": "ur"}
 _IV_META = ("speaker_id",)
-_SAFE_ID = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def _write_atomic_bytes(path: Path, data: bytes) -> None:
