@@ -261,3 +261,20 @@ def test_asr_inference_rtf_uses_the_audio_sample_rate(tmp_path):
     assert rtf["audio_seconds"] == pytest.approx(3.0)
     assert rtf["rtf"] == pytest.approx(rtf["decode_seconds"] / 3.0)
     assert len((tmp_path / "out" / "text").read_text().splitlines()) == 3
+
+
+# ---------------------------------------------------------------- 2. LID loss without labels / router
+
+
+def test_training_a_router_without_language_labels_is_an_error():
+    model = _model().train()
+    b = _batch()
+    del b["lang"], b["lang_lengths"]
+    with pytest.raises(ValueError, match=r"no 'lang'.*utt2lang.*lid_weight: 0"):
+        model(**b)
+    model.eval()  # validation / decoding without labels: no LID loss, no error
+    loss, stats, _ = model(**b)
+    assert "loss_lid" not in stats and torch.isfinite(loss)
+    no_lid = _model(lid_weight=0.0).train()  # an explicit choice: the router learns nothing from LID
+    loss, stats, _ = no_lid(**b)
+    assert "loss_lid" not in stats and torch.isfinite(loss)

@@ -311,6 +311,13 @@ class MoEASRModel(ESPnetASRModel):
             self.encode(speech, speech_lengths)
             loss, stats, weight = torch.zeros((), device=speech.device), {}, speech.new_tensor(speech.shape[0])
         aux = self.pop_aux()
+        if self.training and lang is None and "lid_logits" in aux and self.lid_weight > 0:
+            raise ValueError(
+                f"this model has a language router (LID loss weight lid_weight={self.lid_weight}), "
+                "but the training batch has no 'lang' labels, so the router would never learn: "
+                "give the training data's utt2lang (--train_data_path_and_name_and_type "
+                "<data>/utt2lang,lang,text) and --lang_list, or set model_conf lid_weight: 0"
+            )
         signal_input = self.__dict__.pop("_ctc_signal_input", None)
         if signal_input is not None and text is not None:
             # The plateau signal in the training log (0 while CTC emits only blank).
