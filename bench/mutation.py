@@ -23,6 +23,7 @@ Usage (2-core CPU; one worker, one thread; ~minutes per group)::
 import argparse
 import collections
 import datetime
+import json
 import os
 import re
 import shutil
@@ -127,13 +128,32 @@ def results(gdir: Path):
     return found
 
 
-def show(gdir: Path, name: str) -> str:
+_DIFFS = r"""
+import json, sys
+from mutmut.configuration import config
+from mutmut.mutation.diff_apply import find_mutant, get_diff_for_mutant
+config()
+out = {}
+for name in sys.argv[1:]:
+    try:
+        out[name] = get_diff_for_mutant(name, path=find_mutant(name).path)
+    except Exception as e:  # a mutant of a file changed since: no diff
+        out[name] = f"(no diff: {e})"
+print(json.dumps(out))
+"""
+
+
+def diffs(gdir: Path, names) -> dict:
+    """The diff of each mutant (one process for all: mutmut's own ``show`` per mutant is slow)."""
+    if not names:
+        return {}
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
-    mutmut = shutil.which("mutmut") or str(Path(sys.executable).with_name("mutmut"))
-    out = subprocess.run([mutmut, "show", name], cwd=gdir, env=env, capture_output=True, text=True).stdout
-    return "\n".join(line for line in out.splitlines() if line.startswith(("-", "+", "@")) and not
-                     line.startswith(("---", "+++")))
+    out = subprocess.run([sys.executable, "-c", _DIFFS, *names], cwd=gdir, env=env, capture_output=True,
+                         text=True).stdout
+    raw = json.loads(out or "{}")
+    return {n: "\n".join(line for line in d.splitlines() if line.startswith(("-", "+", "@"))
+                         and not line.startswith(("---", "+++"))) for n, d in raw.items()}
 
 
 def load_equivalent(path: Path):
@@ -161,7 +181,7 @@ def report(groups, workdir: Path, equivalent, seconds, out: Path) -> str:
     survivors_md = []
     for group in groups:
         gdir = workdir / group
-        found = results(gdir)
+        found = results_cache(gdir)
         tests = GROUPS[group][2]
         lines += [f"## {group}", "", f"Tests run against each mutant (those of these files that reach "
                   f"its function): {', '.join('`' + t + '`' for t in tests)}; mutmut run took "
@@ -192,9 +212,11 @@ def report(groups, workdir: Path, equivalent, seconds, out: Path) -> str:
               "Each still needs a test, or a line in `bench/conf/mutation_equivalent.tsv`.", ""]
     if not survivors_md:
         lines.append("None.")
+    shown = {}
+    for g in groups:
+        shown.update(diffs(workdir / g, [n for n, _ in survivors_md if n in results_cache(workdir / g)]))
     for name, status in survivors_md:
-        group = next(g for g in groups if (workdir / g / "mutants").exists() and name in results_cache(workdir / g))
-        lines += [f"### `{name}` ({status})", "", "```diff", show(workdir / group, name), "```", ""]
+        lines += [f"### `{name}` ({status})", "", "```diff", shown.get(name, ""), "```", ""]
     lines += ["## Equivalent mutants", "", "| mutant | why no test can kill it |", "|---|---|"]
     seen = {n for g in groups for n in results_cache(workdir / g)}
     lines += [f"| `{n}` | {r} |" for n, r in sorted(equivalent.items()) if n in seen]
