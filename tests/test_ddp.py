@@ -46,7 +46,19 @@ import torch
 from espnet_plugins.asr.moe import dispatch
 from espnet_plugins.train.trainer import MoETrainer
 
+import threading, time
+
 probe, rank = os.environ["DDP_PROBE_DIR"], int(os.environ["RANK"])
+parent = os.getppid()
+
+
+def orphan_watch():  # torchrun starts workers in their own sessions: die with it
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)
+
+
+threading.Thread(target=orphan_watch, daemon=True).start()
 plans = open(os.path.join(probe, f"plans.rank{rank}.jsonl"), "a")
 init = dispatch.DispatchPlan.__init__
 
@@ -146,7 +158,7 @@ def _torchrun(root: Path, config: Path, out: Path, max_epoch: int, probe: Path, 
            "HOME": str(root), "PYTHONPATH": str(ROOT),
            "DDP_FORCE_ROUTING": "1" if force_routing else "",
            "GLOO_SOCKET_IFNAME": "lo"}  # gloo over loopback, whatever the host's interfaces
-    res = run(cmd, capture_output=True, text=True, env=env, cwd=root, timeout=300)
+    res = run(cmd, capture_output=True, text=True, env=env, cwd=root, timeout=600)
     log = res.stdout + res.stderr
     assert res.returncode == 0, log[-5000:]
     return log
