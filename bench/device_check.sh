@@ -28,22 +28,50 @@ if [ "$mode" = prepare ]; then
   . tools/activate.sh
   grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
   grep -qx '/bench/device_data/' .git/info/exclude 2>/dev/null || echo '/bench/device_data/' >> .git/info/exclude
-  # Distributions our code imports that the GPU image lacks (its package list:
-  # /work/.library/device/KINDS.md), at the versions of this venv, as py3.12 x86-64 wheels.
+  # Distributions our code imports that the GPU image lacks (its package list, as the device
+  # tool's KINDS.md gave it on 2026-11-17), at this venv's versions, as py3.12 x86-64 wheels
+  # (a pure-Python sdist is built into a wheel here).
   python - > /tmp/device_wheels.txt <<'EOF'
-import importlib, importlib.metadata as md, sys
+import importlib, importlib.metadata as md, importlib.util, sys
 import espnet_plugins.tasks.asr, espnet_plugins.bin.asr_inference, espnet_plugins.inference.speech2text  # noqa
 for m in ("jiwer", "editdistance", "soxr", "soundfile", "espnet2.bin.aggregate_stats_dirs", "espnet2.bin.launch"):
     importlib.import_module(m)
-image = set("""accelerate einops filelock fsspec huggingface-hub jinja2 joblib matplotlib numpy onnx onnxruntime
-packaging pandas pillow protobuf psutil pyarrow pytest pyyaml regex requests scipy sentencepiece setuptools six
-sympy tensorboard torch torchaudio tqdm typing-extensions urllib3 wheel networkx numba llvmlite scikit-learn
-threadpoolctl lazy-loader msgpack pooch platformdirs certifi idna charset-normalizer mpmath triton
-pluggy iniconfig markupsafe python-dateutil tzdata pytz contourpy cycler fonttools kiwisolver pyparsing
-grpcio absl-py markdown werkzeug tensorboard-data-server attrs""".split())
+# one training step and one decoding forward, for what is imported on first use
+import tempfile; from pathlib import Path
+spec = importlib.util.spec_from_file_location("bench_cuda", "bench/bench_cuda.py")
+bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)
+work = Path(tempfile.mkdtemp())
+(work / "tokens.txt").write_text("\n".join(bench.TOKENS) + "\n"); (work / "langs").write_text("\n".join(bench.LANGS) + "\n")
+model, targs = bench.build(Path("conf/train_mini_smear_blr_moe.yaml"), work)
+b = bench.make_batch(2, 1.0, 0, "cpu")
+assert bench.step_check(model, targs, b, False)["ok"]
+bench.ctc_logp(model.eval(), b)
+image = set("""absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch
+build certifi charset-normalizer chex click cloudpickle cmake colorama contourpy coverage
+cuda-bindings cuda-core cuda-pathfinder cuda-toolkit cupy-cuda13x cycler cython diffrax e3nn einops
+equinox etils execnet filelock flatbuffers flax fonttools formulaic frozenlist fsspec gpytorch
+grpcio h11 h5py hf-xet httpcore httpx huggingface-hub humanize hypothesis idna imageio iniconfig
+interface-meta jax jax-cuda13-pjrt jax-cuda13-plugin jaxlib jaxtyping jinja2 joblib kiwisolver
+lazy-loader lightning lightning-utilities linear-operator lineax llvmlite lxml markdown
+markdown-it-py markupsafe matplotlib mdurl meson ml-dtypes mpi4py mpmath msgpack multidict
+multipledispatch mypy-extensions nanobind narwhals networkx ninja numba numba-cuda numpy numpyro
+nvidia-cublas nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime nvidia-cudnn-cu13 nvidia-cufft
+nvidia-cufile nvidia-curand nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13 nvidia-ml-py
+nvidia-nccl-cu13 nvidia-nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx onnx onnx-ir onnxruntime
+onnxscript opencv-python-headless optax opt-einsum opt-einsum-fx optimistix orbax-checkpoint
+packaging pandas pathspec patsy peft pillow pip pluggy portalocker prometheus-client propcache
+protobuf psutil pyarrow pybind11 py-cpuinfo pygments pyparsing pyproject-hooks pyre-extensions
+pytest pytest-benchmark pytest-cov pytest-mock pytest-timeout pytest-xdist python-dateutil
+pytorch-lightning pyyaml regex requests rich sacrebleu safetensors scikit-build-core scikit-image
+scikit-learn scipy seaborn sentencepiece sentence-transformers setuptools shellingham simplejson six
+sortedcontainers statsmodels sympy tabulate tensorboard tensorboard-data-server tensorstore
+threadpoolctl tifffile tiktoken timm tokenizers toolz torch torchaudio torchdiffeq torch-geometric
+torchmetrics torchvision tqdm transformers treescope triton typer typing-extensions typing-inspect
+urllib3 uvloop wadler-lindig werkzeug wheel wrapt xarray xxhash yarl zipp""".split())
 norm = lambda s: s.lower().replace("_", "-")
 own = {"espnet-moe-plugins"}
-dists = {d for m in list(sys.modules) for d in md.packages_distributions().get(m.split(".")[0], [])}
+top = md.packages_distributions()
+dists = {d for m in list(sys.modules) for d in top.get(m.split(".")[0], [])}
 for d in sorted(dists):
     if norm(d) not in image and norm(d) not in own and not norm(d).startswith(("nvidia-", "jaraco", "more-itertools")):
         print(f"{d}=={md.version(d)}")
@@ -52,12 +80,22 @@ EOF
   while read -r req; do
     python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-      --platform any -d .whl "$req" || echo "no wheel for $req (install it there by hand)" >&2
+      --platform any -d .whl "$req" 2>/dev/null \
+      || python -m pip wheel -q --no-deps --no-binary=:all: -w .whl "$req" \
+      || echo "no wheel for $req (install it there by hand)" >&2
   done < /tmp/device_wheels.txt
   echo "wheels: $(ls .whl | wc -l) files, $(du -sh .whl | cut -f1)"
   if [ ! -s bench/device_data/data_mini/train/wav.scp ]; then
     (cd egs/indic_synth/asr1 && ./run.sh --mini true --stage 1 --stop_stage 1 --datadir "$root/bench/device_data/data_mini")
   fi
+  # the device run uses train, dev and test_id only: drop the other sets and their audio
+  d=bench/device_data/data_mini
+  echo "$root" > bench/device_data/ROOT  # the wav.scp paths start with it; rewritten there
+  for s in "$d"/*/; do
+    case $(basename "$s") in train|dev|test_id|wav) ;; *) rm -rf "$s" ;; esac
+  done
+  cut -d' ' -f2- "$d"/{train,dev,test_id}/wav.scp | xargs -n1 basename | sort -u > /tmp/device_wavs.txt
+  find "$d/wav" -type f | while read -r f; do grep -qxF "$(basename "$f")" /tmp/device_wavs.txt || rm -f "$f"; done
   echo "mini corpus: $(du -sh bench/device_data | cut -f1); carry .whl and bench/device_data"
   exit 0
 fi
@@ -96,8 +134,16 @@ EOF
 }
 
 recipe() {
-  local data=$root/bench/device_data/data_mini
-  [ -s "$data/train/wav.scp" ] || { echo "no carried mini corpus in $data: run 'bench/device_check.sh prepare' here and carry bench/device_data"; return 1; }
+  local src=$root/bench/device_data/data_mini data=/tmp/dc/data_mini
+  [ -s "$src/train/wav.scp" ] || { echo "no carried mini corpus in $src: run 'bench/device_check.sh prepare' here and carry bench/device_data"; return 1; }
+  # the data dirs with their paths moved from where prepare ran to this checkout
+  local old; old=$(cat "$root/bench/device_data/ROOT")
+  rm -rf "$data"; mkdir -p "$data"
+  for s in train dev test_id; do
+    mkdir -p "$data/$s"
+    for f in "$src/$s"/*; do [ -f "$f" ] && sed "s#$old/#$root/#g" "$f" > "$data/$s/$(basename "$f")"; done
+  done
+  for f in "$src"/*; do [ -f "$f" ] && cp "$f" "$data/"; done
   cd egs/indic_synth/asr1
   # No tools/venv there: path.sh sources $VENV/bin/activate, here one that puts a `python`
   # running the image's python3 (the one with the GPU torch) first on PATH.
