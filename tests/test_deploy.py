@@ -156,6 +156,8 @@ def test_upload_stage_sends_the_model_and_its_card(uploaded, hub, mini_run, reci
     with zipfile.ZipFile(recipe_model[0] / "packed.zip") as z:
         for name in z.namelist():  # the packed model, file for file
             assert files[name] == z.read(name), name
+    for name in ("onnx/model.onnx", "onnx/tokens.txt", "sherpa_onnx/model.onnx", "sherpa_onnx/tokens.txt"):
+        assert files[name] == (recipe_model[0] / name).read_bytes(), name  # stage 12's exports ride along
     card = files["README.md"].decode("utf-8")
     front = yaml.safe_load(card.split("---\n")[1])
     assert front["language"] == ["hi", "mr", "ta", "te"] and front["library_name"] == "espnet"

@@ -388,9 +388,10 @@ if run_stage 13; then
   if [ -z "$hf_repo" ]; then log "no --hf_repo: no upload"; else
     [ -s "$asr_exp/packed.zip" ] || { log "no $asr_exp/packed.zip: run stage 11 first" >&2; exit 1; }
     log "uploading $asr_exp/packed.zip to $hf_repo (${HF_ENDPOINT:-https://huggingface.co}; log: $asr_exp/upload.log)"
+    extra=(); for d in onnx sherpa_onnx; do [ -s "$asr_exp/$d/model.onnx" ] && extra+=(--extra "$asr_exp/$d"); done
     python -m espnet_plugins.bin.upload --packed "$asr_exp/packed.zip" --repo_id "$hf_repo" \
       --results_md "$results_md" --results_tag "$tag / $inference_tag" --card_template conf/model_card.md \
-      --outdir "$asr_exp/hf_upload" > "$asr_exp/upload.log" 2>&1 \
+      --outdir "$asr_exp/hf_upload" "${extra[@]}" > "$asr_exp/upload.log" 2>&1 \
       || { log "upload failed ($asr_exp/upload.log): $(tail -n 1 "$asr_exp/upload.log")"; exit 1; }
     log "$(grep 'uploaded' "$asr_exp/upload.log" | tail -n 1 | sed 's/^.*INFO: //')"
   fi
