@@ -278,3 +278,24 @@ def test_training_a_router_without_language_labels_is_an_error():
     no_lid = _model(lid_weight=0.0).train()  # an explicit choice: the router learns nothing from LID
     loss, stats, _ = no_lid(**b)
     assert "loss_lid" not in stats and torch.isfinite(loss)
+
+
+def test_router_augmentation_conditions_a_frozen_gate_as_decoding_does():
+    """Router-only training (now in training mode) must not hand utt2lang labels to a
+    language-conditioned SMEAR gate: the router learns on the gate decoding will run."""
+    from espnet_plugins.asr.preencoder.smear_projector import SmearProjector
+
+    proj = SmearProjector(input_size=8, output_size=8, hidden_size=8, num_experts=2, langs=LANGS,
+                          gate_conditioning="language")
+    model = _model()
+    model.preencoder = proj
+    seen = []
+    proj.set_gate_condition = lambda ids: seen.append(ids)
+    b = _batch()
+    model.train()(**b)
+    assert len(seen) == 1  # ordinary training: the labels
+    model.freeze_all_but_router()
+    model.train()
+    del b["text"], b["text_lengths"]
+    model(**b)
+    assert len(seen) == 1

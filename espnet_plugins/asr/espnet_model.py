@@ -296,11 +296,12 @@ class MoEASRModel(ESPnetASRModel):
         lang_lengths: Optional[torch.Tensor],
         **kwargs,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
-        if lang is not None and self.training:
+        if lang is not None and self.training and getattr(self, "_router_modules", None) is None:
             # Gates conditioned on the language get the utt2lang labels in training only.
             # Validation (eval mode) conditions them as decoding does (a language prior
             # if one is set, else "unknown"), so the validation loss that selects
-            # checkpoints does not see oracle labels that decoding lacks.
+            # checkpoints does not see oracle labels that decoding lacks. So does router
+            # augmentation: its router learns from the frozen gate as decoding runs it.
             for module in self.aux_modules():
                 if hasattr(module, "set_gate_condition"):
                     module.set_gate_condition(lang[:, 0])
