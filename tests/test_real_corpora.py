@@ -210,6 +210,9 @@ def test_hub_downloads_use_the_token_without_showing_it(tmp_path):
         assert res.returncode == 0, res.stderr
         assert sorted(p.name for p in (tmp_path / "fl" / "data" / "hi_in" / "audio" / "dev").iterdir()) == \
             sorted(p.name for p in (repo / "_unpacked" / "hi_in" / "dev").iterdir())
+        n = len(srv.requests)  # a rerun: every file verified, no request
+        rerun = _download_cli(["fleurs", "--dir", str(tmp_path / "fl"), "--langs", "hi_in", "--subsets", "dev"], env)
+        assert rerun.returncode == 0 and len(srv.requests) == n, srv.requests[n:]
         res2 = _download_cli(["indicvoices", "--dir", str(tmp_path / "ivd"), "--langs", "hi", "--subsets", "valid"], env)
         assert res2.returncode == 0, res2.stderr
         assert (tmp_path / "ivd" / "hindi" / "valid-00000-of-00001.parquet").read_bytes() == \

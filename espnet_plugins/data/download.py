@@ -183,8 +183,8 @@ def hub_download(repo_id: str, filename: str, local_dir: PathLike, repo_type: st
 
     The token, if any, is the hub library's business (``HF_TOKEN`` or ``hf auth login``):
     it is never passed here, on a command line or into a log.  LFS files are checked
-    against the sha256 the hub publishes (once; a ``.sha256`` note under
-    ``local_dir/.verified`` records it).
+    against the sha256 the hub publishes; a note under ``local_dir/.verified`` records it,
+    and a verified file is skipped on a rerun without asking the hub.
     """
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
     from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
@@ -193,6 +193,10 @@ def hub_download(repo_id: str, filename: str, local_dir: PathLike, repo_type: st
     url = hf_hub_url(repo_id, filename, repo_type=repo_type, revision=revision)
     page = page or f"https://huggingface.co/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}"
     local_dir = Path(local_dir)
+    note = local_dir / ".verified" / (filename + ".sha256")
+    if note.is_file() and (local_dir / filename).is_file():  # verified earlier: no network needed
+        log.info("%s: complete and verified, skipping", local_dir / filename)
+        return local_dir / filename
     login = ("accept the dataset's terms at " + page + " with your account, then log in with `hf auth login` "
              "or export HF_TOKEN (never pass a token on a command line)")
     try:
@@ -215,15 +219,13 @@ def hub_download(repo_id: str, filename: str, local_dir: PathLike, repo_type: st
         raise DownloadError(f"{url}: HTTP error {status}; if the dataset is gated, {login}") from e
     etag = (meta.etag or "").strip('"').lower()
     if _SHA256.match(etag):
-        note = local_dir / ".verified" / (filename + ".sha256")
-        if not (note.is_file() and note.read_text().strip() == etag):
-            digest = sha256_file(path)
-            if digest != etag:
-                path.unlink()
-                raise DownloadError(f"{url}: checksum mismatch (sha256 {digest}, the hub publishes {etag}); "
-                                    "the download was removed; rerun to download it again")
-            note.parent.mkdir(parents=True, exist_ok=True)
-            note.write_text(etag + "\n")
+        digest = sha256_file(path)
+        if digest != etag:
+            path.unlink()
+            raise DownloadError(f"{url}: checksum mismatch (sha256 {digest}, the hub publishes {etag}); "
+                                "the download was removed; rerun to download it again")
+        note.parent.mkdir(parents=True, exist_ok=True)
+        note.write_text(etag + "\n")
     return path
 
 
