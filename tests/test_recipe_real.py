@@ -102,3 +102,10 @@ def test_manual_corpora_name_their_download_page(tmp_path):
         res, log = _run(["./run.sh", "--corpora", corpus, "--stop_stage", "0", "--download_dir", str(tmp_path),
                          "--datadir", str(tmp_path / "data")], env, timeout=60)
         assert res.returncode == 1 and page in log, log
+
+
+def test_an_unknown_option_fails_before_any_download(tmp_path):
+    res, log = _run(["./run.sh", "--corpora", "kathbath", "--kathbath_url", "http://127.0.0.1:9/none", "--download_dir",
+                     str(tmp_path), "--ngpu", "1", "--bogus_option", "1"], dict(os.environ), timeout=60)
+    assert res.returncode == 1 and "unknown option --bogus_option" in log and "Kathbath:" not in log
+    assert list(tmp_path.iterdir()) == []

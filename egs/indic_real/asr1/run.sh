@@ -87,6 +87,12 @@ while [ $# -gt 0 ]; do  # our options are parsed below; every other --name value
   n=${n//-/_}
   case " $_options " in *" $n "*) printf -v "$n" '%s' "$v" ;; *) passthrough+=("--$n" "$v") ;; esac
 done
+# Options for stages 2.. must be known there: say so now, not after the downloads.
+shared_options=" $(sed -n 's/^_options="\(.*\)"$/\1/p' ../../indic_synth/asr1/run.sh) "
+for ((i = 0; i < ${#passthrough[@]}; i += 2)); do
+  n=${passthrough[i]#--}
+  case $shared_options in *" $n "*) ;; *) echo "unknown option --$n; see --help (and egs/indic_synth/asr1/run.sh --help)" >&2; exit 1 ;; esac
+done
 . ./path.sh
 . ./cmd.sh
 
