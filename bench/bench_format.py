@@ -17,6 +17,7 @@ test suite (tests/test_format_stage.py runs it on 40 clips).
 import argparse
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -68,15 +69,21 @@ def baseline_script(rev: str, workdir: Path) -> Path:
     return path
 
 
-def timed(cmd: list, log: Path) -> float:
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(cmd: list, log: Path) -> tuple:
+    """(wall s, CPU s of the command and its children: the cost that another machine's load does not change)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _children_cpu()
     with open(log, "w") as f:
         res = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, _children_cpu() - c0
     if res.returncode != 0:
         sys.exit(f"failed ({res.returncode}): {' '.join(cmd)}; see {log}")
-    return wall
+    return wall, cpu
 
 
 def main() -> None:
@@ -104,11 +111,12 @@ def main() -> None:
     for i, (name, nj, cmd) in enumerate(runs):
         dst = a.workdir / f"out{i}" / "train"
         load = os.getloadavg()[0]
-        wall = timed(cmd + ["--src", str(a.workdir / "src"), "--dst", str(dst)], a.workdir / f"out{i}.log")
+        wall, cpu = timed(cmd + ["--src", str(a.workdir / "src"), "--dst", str(dst)], a.workdir / f"out{i}.log")
         n_out = sum(1 for _ in open(dst / "wav.scp"))
         assert n_out == a.num_clips, (name, n_out)
-        rows.append((name, nj, wall, hours, 60 * hours / wall, load))
-        print(f"{name}: {wall:.1f} s, {60 * hours / wall:.3f} h/min (load before {load:.1f})", flush=True)
+        rows.append((name, nj, wall, hours, 60 * hours / wall, load, cpu))
+        print(f"{name}: {wall:.1f} s, {60 * hours / wall:.3f} h/min, {cpu:.0f} CPU s (load before {load:.1f})",
+              flush=True)
         shutil.rmtree(dst.parent)
 
     base = rows[0][4]
@@ -119,17 +127,19 @@ def main() -> None:
         "",
         f"Command: `{cmd}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).",
         f"Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU; shared with "
-        f"other jobs (1-min load average before each run in the last column), so timings are indicative.",
+        f"other jobs (1-min load average before each run in the 'load' column), so wall times are indicative; "
+        f"the CPU seconds (user + system of the stage and its sox/ffmpeg children) do not depend on the load.",
         f"Corpus: {a.num_clips} generated clips (seed {a.seed}), 0.5-2 s each, {hours:.2f} h in all: a quarter each "
         f"of 44.1 kHz stereo wav, 8 kHz wav, 48 kHz flac, 22.05 kHz wav (every one needs converting to 16 kHz mono; "
         f"generated in {gen:.0f} s). Output: 16 kHz mono 16-bit wav.",
         f"Baseline: `local/format_data_dir.py` at commit {a.baseline_rev} (one `sox` process per file, one job).",
         "",
-        "| method | jobs | wall (s) | audio (h) | audio h / wall min | speed-up | load |",
-        "|---|---|---|---|---|---|---|",
+        "| method | jobs | wall (s) | audio (h) | audio h / wall min | speed-up | load | CPU (s) | ms CPU / clip |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, nj, wall, h, rate, load in rows:
-        lines.append(f"| {name} | {nj} | {wall:.2f} | {h:.4f} | {rate:.3f} | {rate / base:.2f} | {load:.1f} |")
+    for name, nj, wall, h, rate, load, cpu in rows:
+        lines.append(f"| {name} | {nj} | {wall:.2f} | {h:.4f} | {rate:.3f} | {rate / base:.2f} | {load:.1f} | "
+                     f"{cpu:.1f} | {1000 * cpu / a.num_clips:.1f} |")
     lines.append("")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text("\n".join(lines))
