@@ -72,11 +72,14 @@ def test_output_equals_base_encoder_and_size(base):
 def test_cache_encodes_each_training_utterance_once(base):
     _, config, checkpoint = base
     frontend = FrozenEncoderFrontend(config, checkpoint, cache=True).train()
+    wav, lengths = speech()
+    with torch.no_grad():
+        _, ref_lens = frontend.asr_model.encode(wav, lengths)  # uncached: the frames of each utterance
     encoded = []
     encode = frontend.asr_model.encode
     frontend.asr_model.encode = lambda x, n: (encoded.append(n.tolist()), encode(x, n))[1]
-    wav, lengths = speech()
     first, first_lens = frontend(wav, lengths)
+    assert first_lens.tolist() == ref_lens.tolist() and ref_lens[0] != ref_lens[1]
     # the same utterances in the other order, with a new one: only the new one is encoded
     torch.manual_seed(2)
     new = torch.randn(1, 3200)

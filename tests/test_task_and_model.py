@@ -173,6 +173,12 @@ def test_router_only_training_needs_no_text_and_freezes_everything_else():
     assert torch.allclose(loss, stats["loss_lid"]) and "loss_ctc" not in stats
 
 
+def test_router_parameters_skip_modules_without_a_router():
+    model = _toy_model()
+    model.frontend = torch.nn.Identity()  # a module without router_parameters
+    assert [id(p) for p in model.router_parameters()] == [id(p) for p in model.encoder.router.parameters()]
+
+
 def test_stock_model_without_router_cannot_train_router_only():
     model = _toy_model()
     model.encoder.router_parameters = lambda: []
