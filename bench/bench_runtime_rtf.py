@@ -18,6 +18,7 @@ import argparse
 import datetime
 import json
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -76,7 +77,7 @@ def main(argv=None) -> None:
 
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python bench/bench_runtime_rtf.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python bench/bench_runtime_rtf.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "model": args.label or args.exp.name, "exp": str(args.exp), "utterances": len(audio),
         "audio_seconds": round(seconds, 2), "threads": 1,
         "hardware": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
