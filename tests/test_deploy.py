@@ -220,3 +220,45 @@ def test_activate_sh_offline_flags_are_defaults():
                env=_env(HF_HUB_OFFLINE="0", TRANSFORMERS_OFFLINE="0"))
     default = run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60, env=_env())
     assert user.stdout.split() == ["0", "0", "1"] and default.stdout.split() == ["1", "1", "1"]
+
+
+def test_pack_and_localize_a_frozen_encoder_config(tmp_path):
+    """A frozen-encoder model: the base model's config and its stats go in under base/, the
+    base checkpoint does not (its weights are in the parent's); unpacked elsewhere, every
+    path resolves under the new directory."""
+    from espnet_plugins.deploy.pack import localize_config, model_files, pack_model, unpack_zip
+
+    run_dir = tmp_path / "recipe"
+    (run_dir / "exp" / "base").mkdir(parents=True)
+    (run_dir / "exp" / "stats.npz").write_bytes(b"parent stats")
+    (run_dir / "exp" / "base" / "stats.npz").write_bytes(b"base stats")
+    (run_dir / "exp" / "base" / "model.pth").write_bytes(b"base weights")
+    (run_dir / "bpe.model").write_bytes(b"sentencepiece")
+    (run_dir / "exp" / "base" / "config.yaml").write_text(yaml.safe_dump(
+        {"frontend": "default", "normalize_conf": {"stats_file": "exp/base/stats.npz"}, "token_list": ["<blank>"]}))
+    (run_dir / "exp" / "config.yaml").write_text(yaml.safe_dump({
+        "frontend": "frozen_encoder",
+        "frontend_conf": {"asr_train_config": "exp/base/config.yaml", "asr_model_file": "exp/base/model.pth"},
+        "normalize_conf": {"stats_file": "exp/stats.npz"}, "bpemodel": "bpe.model", "token_list": ["<blank>"],
+        "train_data_path_and_name_and_type": [["exp/stats.npz", "speech", "sound"]]}))
+    (run_dir / "exp" / "model.pth").write_bytes(b"parent weights")
+    packed = pack_model(run_dir / "exp" / "config.yaml", run_dir / "exp" / "model.pth", tmp_path / "p.zip",
+                        base_dir=run_dir)
+    assert set(packed) == {"config.yaml", "model.pth", "feats_stats.npz", "bpe.model", "base/config.yaml",
+                           "base/feats_stats.npz"}
+    with zipfile.ZipFile(tmp_path / "p.zip") as z:
+        config = yaml.safe_load(z.read("config.yaml"))
+        assert z.read("base/feats_stats.npz") == b"base stats" and z.read("model.pth") == b"parent weights"
+    assert config["frontend_conf"] == {"asr_train_config": "base/config.yaml", "asr_model_file": None}
+    assert config["normalize_conf"]["stats_file"] == "feats_stats.npz" and config["bpemodel"] == "bpe.model"
+    unpacked = unpack_zip(tmp_path / "p.zip", tmp_path / "elsewhere" / "model")
+    files = model_files(unpacked)
+    local = yaml.safe_load(localize_config(files["asr_train_config"], tmp_path / "cfg.yaml", unpacked).read_text())
+    assert local["normalize_conf"]["stats_file"] == str((unpacked / "feats_stats.npz").resolve())
+    assert local["bpemodel"] == str((unpacked / "bpe.model").resolve())
+    base = yaml.safe_load(Path(local["frontend_conf"]["asr_train_config"]).read_text())
+    assert base["normalize_conf"]["stats_file"] == str((unpacked / "base" / "feats_stats.npz").resolve())
+    # a file the config names but that is missing is an error naming the key
+    (run_dir / "bpe.model").unlink()
+    with pytest.raises(FileNotFoundError, match="bpemodel names bpe.model"):
+        pack_model(run_dir / "exp" / "config.yaml", run_dir / "exp" / "model.pth", tmp_path / "q.zip", base_dir=run_dir)
