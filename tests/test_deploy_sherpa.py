@@ -132,3 +132,23 @@ def test_sherpa_tokens_format():
         "<blank> 0\n<unk> 1\n\u2581 2\nक 3\n<sos/eos> 4\n")
     with pytest.raises(ValueError, match="white space"):
         sherpa_tokens(["<blank>", "a b"])
+
+
+def test_bench_runtime_rtf_writes_its_table(mini_run, tmp_path):
+    """bench/bench_runtime_rtf.py on the mini recipe model's stage-12 exports (3 utterances)."""
+    import json
+
+    tmp, _ = mini_run
+    out = tmp_path / "rtf"
+    res = run([sys.executable, str(ROOT / "bench" / "bench_runtime_rtf.py"), "--exp", str(tmp / "exp" / "asr_mini"),
+               "--data", str(tmp / "dump" / "raw" / "test_id"), "--utts", "3", "--label", "mini model",
+               "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert result["utterances"] == 3 and result["threads"] == 1 and "--label 'mini model'" in result["command"]
+    rows = result["runtimes"]
+    assert list(rows) == ["PyTorch (Speech2Text)", "ONNX Runtime (onnx_decode)", "sherpa-onnx (OfflineRecognizer)"]
+    assert all(r["rtf"] > 0 and 0 <= r["same_hypothesis_as_pytorch"] <= 3 for r in rows.values())
+    assert rows["ONNX Runtime (onnx_decode)"]["same_hypothesis_as_pytorch"] == 3
+    table = out.with_suffix(".md").read_text()
+    assert "|sherpa-onnx (OfflineRecognizer)|" in table and "1 thread" in table
