@@ -203,17 +203,16 @@ def test_espnet_init_through_the_task_keeps_a_plain_bank_linear_like(tmp_path):
 # ---------------------------------------------------------------- 5. plugin import errors
 
 
-def test_a_broken_plugin_module_fails_the_task_import():
+def test_a_broken_plugin_module_fails_the_task_import(monkeypatch):
     """A bug inside a method module (here: an import that fails) must surface, not
     silently unregister blr_moe / smear_moe / frozen_encoder."""
-    import subprocess
+    import runpy
     import sys
 
-    code = ("import sys; sys.modules['espnet_plugins.asr.preencoder.smear_projector'] = None; "
-            "import espnet_plugins.tasks.asr")
-    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert res.returncode != 0, "the task imported with a broken plugin module"
-    assert "Error: import of espnet_plugins.asr.preencoder.smear_projector halted" in res.stderr
+    monkeypatch.setitem(sys.modules, "espnet_plugins.asr.preencoder.smear_projector", None)
+    with pytest.raises(ImportError, match="espnet_plugins.asr.preencoder.smear_projector"):
+        # the task module's code, run afresh (the imported module stays as it is)
+        runpy.run_path(str(ROOT / "espnet_plugins" / "tasks" / "asr.py"), run_name="asr_task_copy")
 
 
 # ---------------------------------------------------------------- 6. pruning dtype, RTF sample rate
