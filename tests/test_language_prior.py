@@ -74,7 +74,10 @@ def models(tmp_path_factory):
 
 @pytest.mark.parametrize("name", ["dense", "smear"])
 def test_prior_on_a_model_without_router_or_conditioned_gate_is_an_error(models, name):
-    with pytest.raises(ValueError, match="has nothing it acts on, so it would be ignored"):
+    parts = {"dense": "frontend DefaultFrontend, encoder ConformerEncoder",
+             "smear": "frontend DefaultFrontend, preencoder SmearProjector, encoder ConformerEncoder"}[name]
+    with pytest.raises(ValueError, match=rf"a language prior \(\['hi'\]\) was given, but this model \({parts}\) "
+                                         "has nothing it acts on, so it would be ignored: a prior needs a language router"):
         Speech2Text(*models[name], allowed_langs=["hi"])
     s2t = Speech2Text(*models[name])  # without a prior it decodes, to its own greedy CTC output
     with torch.no_grad():

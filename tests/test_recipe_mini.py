@@ -61,6 +61,45 @@ def test_all_stages_produce_their_outputs(mini_run):
     assert "NOT SCORED WHOLE" not in log and "not scored whole" not in results  # every test set whole
 
 
+@pytest.mark.parametrize("token_type", ["bpe", "unigram"])
+def test_stage4_trains_a_sentencepiece_token_list(mini_run, token_type):
+    """--token_type bpe|unigram: a sentencepiece model of that type and --nbpe pieces, and a
+    token list (<blank>, <unk> first, <sos/eos> last) holding every piece of the training
+    transcripts, which round-trip through the model."""
+    import sentencepiece as spm
+    from sentencepiece import sentencepiece_model_pb2
+
+    tmp, _ = mini_run
+    log = _run(tmp, "--stage", "4", "--stop_stage", "4", "--token_type", token_type, "--nbpe", "60")
+    train_text = Path(re.search(rf"training sentencepiece {token_type} \(60\) on (\S+)", log).group(1))
+    d = tmp / "data" / "token_list" / f"{token_type}60"
+    tokens = _lines(d / "tokens.txt")
+    assert tokens[:2] == ["<blank>", "<unk>"] and tokens[-1] == "<sos/eos>" and len(set(tokens)) == len(tokens)
+    sp = spm.SentencePieceProcessor(model_file=str(d / "bpe.model"))
+    assert sp.get_piece_size() == 60
+    model = sentencepiece_model_pb2.ModelProto()
+    model.ParseFromString((d / "bpe.model").read_bytes())
+    assert model.trainer_spec.model_type == getattr(sentencepiece_model_pb2.TrainerSpec, token_type.upper())
+    texts = [line.split(maxsplit=1)[1] for line in _lines(train_text) if len(line.split(maxsplit=1)) == 2]
+    pieces = {p for t in texts for p in sp.encode(t, out_type=str)}
+    assert pieces and pieces <= set(tokens), sorted(pieces - set(tokens))[:10]
+    assert all(sp.decode(sp.encode(t)) == t for t in texts[:50])
+
+
+def test_rerun_redoes_a_half_written_decode_dir(mini_run):
+    """Stage 8 killed mid-way (job 1's output cut short, no merged text): the rerun decodes
+    the set again, in full, instead of skipping it or merging the partial outputs."""
+    tmp, _ = mini_run
+    dec = tmp / "exp" / "asr_mini" / "decode_ctc_greedy" / "test_id"
+    full = (dec / "text").read_text(encoding="utf-8")
+    (dec / "text").unlink()
+    partial = dec / "logdir" / "output.1" / "text"
+    partial.write_text("".join(partial.read_text(encoding="utf-8").splitlines(keepends=True)[:1]), encoding="utf-8")
+    log = _run(tmp, "--stage", "8", "--stop_stage", "8", "--test_sets", "test_id")
+    assert "decoding test_id" in log
+    assert (dec / "text").read_text(encoding="utf-8") == full
+
+
 def test_training_lowered_the_loss(mini_run):
     tmp, _ = mini_run
     log = (tmp / "exp" / "asr_mini" / "train.log").read_text()
