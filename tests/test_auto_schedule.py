@@ -107,6 +107,8 @@ def test_accum_grad_and_num_iters_per_epoch():
                               accum_grad=1, num_iters_per_epoch=None)
     assert resolve_auto_schedule(args, batches=40) == 80 and args.scheduler_conf["total_steps"] == 80
     assert resolve_auto_schedule(argparse.Namespace(scheduler_conf={"warmup_steps": 10})) is None
+    off = argparse.Namespace(scheduler=None, scheduler_conf={"max_steps": "auto"})  # a merged config, no scheduler
+    assert resolve_auto_schedule(off) is None and off.scheduler_conf["max_steps"] == "auto"
     args = argparse.Namespace(scheduler_conf={"max_steps": "auto"}, max_epoch=2, accum_grad=1,
                               num_iters_per_epoch=None, iterator_type="chunk", multiple_iterator=False)
     with pytest.raises(ValueError, match="auto needs iterator_type: sequence"):

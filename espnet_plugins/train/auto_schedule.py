@@ -72,7 +72,7 @@ def resolve_auto_schedule(args, batches: Optional[int] = None) -> Optional[int]:
     ``batches``: the batch count per epoch, if already known (else counted from the shape files).
     """
     key = auto_key(getattr(args, "scheduler_conf", None))
-    if key is None:
+    if key is None or getattr(args, "scheduler", "") is None:  # scheduler: null (e.g. router augmentation)
         return None
     batches = count_train_batches(args) if batches is None else batches
     updates = planned_updates(batches, args.max_epoch, args.accum_grad)
