@@ -168,8 +168,8 @@ def test_lm_stage_and_lm_decoding_routed_and_oracle(moe_run):
             nbest = [line.split(" ", 3) for line in _lines(d / "nbest")]
             firsts = {u: (h[0] if h else "") for u, rank, _, *h in nbest if rank == "1"}
             assert firsts == {u: t.strip() for u, t in text.items()} and len(nbest) <= 5 * len(ref_ids)
-            words = {}
-            for u, _, start, dur, w in (line.split() for line in _lines(d / "words")):
+            words = {}  # no file when every hypothesis is empty
+            for u, _, start, dur, w in (line.split() for line in (_lines(d / "words") if (d / "words").exists() else [])):
                 assert float(start) >= 0 and float(dur) >= 0
                 words.setdefault(u, []).append(w)
             assert all(words.get(u, []) == t.split() for u, t in text.items())
