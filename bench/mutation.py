@@ -272,6 +272,7 @@ def main(argv=None):
     parser.add_argument("--report_only", action="store_true", help="rewrite the report from the last run")
     parser.add_argument("--retest_survivors", action="store_true",
                         help="run the survivors of the last run again (after new tests), not the undecided")
+    parser.add_argument("--retest_match", default="", help="with --retest_survivors: only names matching this regex")
     args = parser.parse_args(argv)
     seconds = {}
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -284,7 +285,8 @@ def main(argv=None):
             rules = load_equivalent(args.equivalent)
             found = {n: st for n, st in results(gdir).items() if st in ("survived", "suspicious")}
             shown = diffs(gdir, list(found))
-            names = tuple(n for n in found if classify(n, shown.get(n, ""), rules) is None)
+            names = tuple(n for n in found if classify(n, shown.get(n, ""), rules) is None
+                          and re.search(args.retest_match, n))
             if not names:
                 continue
         with open(args.workdir / f"{group}.log", "a") as log:

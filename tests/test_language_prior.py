@@ -110,6 +110,8 @@ def test_smear_projector_itself_refuses_a_prior_without_conditioning(models):
 def test_prior_is_accepted_by_a_router_and_by_a_conditioned_gate(models):
     s2t = Speech2Text(*models["smear_cond"], allowed_langs=["ta"])
     assert s2t.model.preencoder._prior_condition == 2
+    s2t.set_language_prior(["hi", "ta"])  # two languages: no single condition, so "unknown"
+    assert s2t.model.preencoder._prior_condition is None
     s2t = Speech2Text(*models["blr_moe"], allowed_langs=["mr"])
     assert s2t.model.encoder.router.prior_allowed.tolist() == [False, True, False]
     with pytest.raises(ValueError, match=r"unknown \['bn'\]; the model knows"):

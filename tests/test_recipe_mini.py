@@ -7,6 +7,7 @@ few minutes on 2 CPU cores. Outputs go to a temporary directory.
 import json
 import re
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -48,15 +49,34 @@ def test_all_stages_produce_their_outputs(mini_run):
             "test_ood_reverb", "test_cs"} <= set(test_sets)
     assert _lines(tmp / "data" / "lang_list") == ["hi", "mr", "ta", "te"]
     assert (tmp / "exp" / "asr_stats_char" / "train" / "feats_stats.npz").exists()
-    assert (exp / "valid.loss.ave.pth").exists() and (exp / "packed.zip").stat().st_size > 0
+    assert (exp / "valid.loss.ave.pth").exists()
+    with zipfile.ZipFile(exp / "packed.zip") as z:  # stage 11 (tests/test_deploy.py decodes it)
+        names = {Path(n).name for n in z.namelist()}
+        assert z.testzip() is None and {"config.yaml", "model.pth", "feats_stats.npz", "RESULTS.md"} <= names
+    # stage 12: an ONNX graph that passes the checker, its export log, the sherpa-onnx bundle
+    import onnx
+
+    onnx.checker.check_model(str(exp / "onnx" / "model.onnx"))
+    assert "wrote" in (exp / "onnx" / "model.log").read_text()
+    assert (exp / "sherpa_onnx" / "model.onnx").stat().st_size > 0 and _lines(exp / "sherpa_onnx" / "tokens.txt")
     for s in test_sets:  # every test utterance decoded exactly once
         ref = [line.split()[0] for line in _lines(tmp / "dump" / "raw" / s / "wav.scp")]
         hyp = [line.split()[0] for line in _lines(exp / "decode_ctc_greedy" / s / "text")]
         assert hyp == ref
     scores = json.loads((exp / "decode_ctc_greedy" / "scores.json").read_text())
-    assert set(test_sets) <= set(json.dumps(scores).split('"'))
     results = (tmp / "exp" / "RESULTS.md").read_text()
     assert "test_ood_tel" in results and "CER" in results
+    rows = [line for line in results.splitlines() if line.startswith("|")]
+    for s in test_sets:  # consistent counts, and the same numbers in RESULTS.md
+        t = scores["test_sets"][s]
+        c = t["chars"]
+        assert t["num_utts"] == len(_lines(tmp / "dump" / "raw" / s / "wav.scp")) and c["ref"] > 0
+        assert c["err"] == c["sub"] + c["del"] + c["ins"] and t["cer_pct"] == pytest.approx(100 * c["err"] / c["ref"])
+        # 2 epochs on 60 utterances may still emit nothing (CER 100 %, all deletions; test_learning.py
+        # bounds the CER of a model that trained longer): at most 100 % plus its insertions
+        assert 0 <= t["cer_pct"] <= 100 * (1 + c["ins"] / c["ref"]) + 1e-9
+        assert any(r.startswith(f"|{s}|{t['num_utts']}|") and f"|{c['ref']}|" in r
+                   and r.endswith(f"|{t['cer_pct']:.1f}|") for r in rows), s
     assert "- command: `./run.sh --mini true --nj 2 --datadir" in results  # the options, not just ./run.sh
     assert "NOT SCORED WHOLE" not in log and "not scored whole" not in results  # every test set whole
 
