@@ -6,6 +6,7 @@ few minutes on 2 CPU cores. Outputs go to a temporary directory.
 """
 import json
 import re
+import shutil
 import sys
 import zipfile
 from pathlib import Path
@@ -90,13 +91,14 @@ def test_stage4_trains_a_sentencepiece_token_list(mini_run, token_type):
     from sentencepiece import sentencepiece_model_pb2
 
     tmp, _ = mini_run
-    log = _run(tmp, "--stage", "4", "--stop_stage", "4", "--token_type", token_type, "--nbpe", "60")
-    train_text = Path(re.search(rf"training sentencepiece {token_type} \(60\) on (\S+)", log).group(1))
-    d = tmp / "data" / "token_list" / f"{token_type}60"
+    d = tmp / "data" / "token_list" / f"{token_type}200"
+    shutil.rmtree(d, ignore_errors=True)  # (a developer's MINI_RUN_DIR may hold one)
+    log = _run(tmp, "--stage", "4", "--stop_stage", "4", "--token_type", token_type, "--nbpe", "200")
+    train_text = Path(re.search(rf"training sentencepiece {token_type} \(200\) on (\S+)", log).group(1))
     tokens = _lines(d / "tokens.txt")
     assert tokens[:2] == ["<blank>", "<unk>"] and tokens[-1] == "<sos/eos>" and len(set(tokens)) == len(tokens)
     sp = spm.SentencePieceProcessor(model_file=str(d / "bpe.model"))
-    assert sp.get_piece_size() == 60
+    assert sp.get_piece_size() == 200
     model = sentencepiece_model_pb2.ModelProto()
     model.ParseFromString((d / "bpe.model").read_bytes())
     assert model.trainer_spec.model_type == getattr(sentencepiece_model_pb2.TrainerSpec, token_type.upper())
