@@ -2,7 +2,7 @@
 """Stage 2: copy a Kaldi data dir into dump/, ready for ESPnet (16 kHz mono 16-bit wav or flac).
 
 CLI (stable; recipes call it per set):
-    format_data_dir.py --src DIR --dst DIR [--lang_list FILE] [--nj N] [--audio_format wav|flac]
+    format_data_dir.py --src DIR --dst DIR [--lang_list FILE] [--nj N] [--audio_format wav|flac] [--fs 16000]
 --nj N decodes N recordings at a time (processes); the log counts progress. Rerunning
 with an existing complete ``--dst`` is a no-op.
 
@@ -183,13 +183,14 @@ def main() -> None:
     p.add_argument("--nj", type=int, default=1, help="recordings decoded at a time (processes)")
     p.add_argument("--audio_format", choices=sorted(AUDIO_FORMATS), default="wav",
                    help="format of the converted / cut audio in <dst>/wav (16-bit PCM either way)")
+    p.add_argument("--fs", type=int, default=FS, help="output sampling rate (Hz); 16000 for every preset here")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (format_data_dir) %(message)s")
     if (a.dst / "utt2num_samples").exists() and not a.dst.with_name(a.dst.name + ".tmp").exists():
         logging.info(f"{a.dst} exists, skipping")
         return
     try:
-        format_dir(a.src, a.dst, a.lang_list, nj=a.nj, audio_format=a.audio_format)
+        format_dir(a.src, a.dst, a.lang_list, nj=a.nj, audio_format=a.audio_format, fs=a.fs)
     except DataDirError as e:  # a user-data problem: the message is the whole story, no traceback
         logging.error(f"{e}")
         sys.exit(1)

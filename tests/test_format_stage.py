@@ -198,3 +198,11 @@ def test_bench_format_tiny(tmp_path):
     for r in rows[1:]:
         wall, hours, rate = float(r[2]), float(r[3]), float(r[4])
         assert wall > 0 and hours > 0 and rate == pytest.approx(60 * hours / wall, rel=0.1, abs=2e-3), r
+
+
+def test_other_output_rate(mixed, tmp_path):
+    plain, _ = mixed
+    dst = _format(plain, tmp_path / "fs8k" / "train", nj=2, fs=8000)
+    for u, p in read_map(dst / "wav.scp").items():
+        assert sf.info(p).samplerate == 8000 and p.startswith(str(dst.resolve())), u  # 16 kHz r3 converted too
+    assert int(read_map(dst / "utt2num_samples")["r1"]) == 4000
