@@ -203,6 +203,8 @@ def test_bench_format_tiny(tmp_path):
 def test_other_output_rate(mixed, tmp_path):
     plain, _ = mixed
     dst = _format(plain, tmp_path / "fs8k" / "train", nj=2, fs=8000)
-    for u, p in read_map(dst / "wav.scp").items():
-        assert sf.info(p).samplerate == 8000 and p.startswith(str(dst.resolve())), u  # 16 kHz r3 converted too
-    assert int(read_map(dst / "utt2num_samples")["r1"]) == 4000
+    wav = read_map(dst / "wav.scp")
+    assert all(sf.info(p).samplerate == 8000 for p in wav.values())
+    assert wav["r1"] == read_map(plain / "wav.scp")["r1"]  # 8 kHz mono 16-bit wav: in place at --fs 8000
+    assert wav["r3"].startswith(str(dst.resolve()))  # the 16 kHz one is converted
+    assert int(read_map(dst / "utt2num_samples")["r1"]) == 4000 and int(read_map(dst / "utt2num_samples")["r3"]) == 4800
