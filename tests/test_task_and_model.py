@@ -113,7 +113,7 @@ def test_model_adds_weighted_lid_and_balance_losses_and_reports_them():
     assert float(stats["lid_acc"]) == 0.5  # utterance 1 right, utterance 2 wrong
     assert float(stats["loss_load_balance"]) == pytest.approx(0.25)
     expected = float(stats["loss_ctc"]) + 0.3 * lid + 0.5 * 0.25
-    assert float(loss) == pytest.approx(expected, rel=1e-5) and float(stats["loss"]) == pytest.approx(expected, rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5) and float(stats["loss"]) == pytest.approx(expected, rel=1e-5)
     assert stats["route_frac_x"] == 0.5 and "load_balance" not in stats
     loss.backward()
     assert model.encoder.router.weight.grad.abs().sum() > 0
