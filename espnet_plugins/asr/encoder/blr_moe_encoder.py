@@ -98,6 +98,8 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         router_dilations: TDNN dilations, one per layer.
         router_activation: TDNN/FFN nonlinearity of the router (``swish`` default;
             ``relu`` units die during the CTC plateau, see LanguageRouter).
+        router_linear_skip: TDNN router: add a linear read-out of its input to its
+            logits (see LanguageRouter ``linear_skip``).
         routing: ``frame`` (top-1 per frame) or ``utterance`` (one expert per
             utterance from the mean router log-probability over valid frames).
         expert_init: ``replicate`` (default): all experts of a layer start from the
@@ -142,6 +144,7 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         router_kernel_sizes: List[int] = [5, 3, 3],
         router_dilations: List[int] = [1, 2, 3],
         router_activation: str = "swish",
+        router_linear_skip: bool = False,
         routing: str = "frame",
         router_detach: bool = False,
         expert_init: str = "replicate",
@@ -266,6 +269,7 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
             router_dropout_rate,
             routing,
             router_activation,
+            router_linear_skip,
         )
         self.after_norm = LayerNorm(output_size)
 

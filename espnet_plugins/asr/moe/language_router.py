@@ -53,6 +53,11 @@ class LanguageRouter(torch.nn.Module):
         granularity: ``"frame"`` or ``"utterance"``.
         activation: TDNN / FFN nonlinearity: ``swish`` (default), ``relu``, ``gelu``
             or ``leaky_relu``.
+        linear_skip: TDNN only: add a linear layer's logits (the linear router, on the
+            same normalised input) to the TDNN's. A linear read-out learns a language
+            direction of the features at once; the TDNN adds context on top of it
+            (docs/router_diagnosis.md: on the same features a fresh TDNN learned
+            Hindi vs Marathi worse than a fresh linear router).
     """
 
     def __init__(
@@ -66,6 +71,7 @@ class LanguageRouter(torch.nn.Module):
         dropout_rate: float = 0.1,
         granularity: str = "frame",
         activation: str = "swish",
+        linear_skip: bool = False,
     ):
         super().__init__()
         activations = {
@@ -115,7 +121,16 @@ class LanguageRouter(torch.nn.Module):
                 torch.nn.Dropout(dropout_rate),
                 torch.nn.Linear(channels, num_languages),
             )
+            self.skip = (
+                torch.nn.Linear(input_size, num_languages) if linear_skip else None
+            )
         elif router_type == "linear":
+            if linear_skip:
+                raise ValueError(
+                    "linear_skip adds a linear read-out to a TDNN router; "
+                    "router_type 'linear' is one already: drop linear_skip"
+                )
+            self.skip = None
             self.output = torch.nn.Linear(input_size, num_languages)
         else:
             raise ValueError(
@@ -176,13 +191,15 @@ class LanguageRouter(torch.nn.Module):
         Returns:
             [B, T, num_languages].
         """
-        h = self.norm_in(x)
+        h = x_in = self.norm_in(x)
         pad = ~valid.unsqueeze(-1)
         for conv, norm in zip(self.convs, self.conv_norms):
             h = h.masked_fill(pad, 0.0)
             h = conv(h.transpose(1, 2)).transpose(1, 2)
             h = self.dropout(norm(self.activation(h)))
         logits = self.output(h)
+        if self.skip is not None:
+            logits = logits + self.skip(x_in)
         if self.prior_bias is not None:
             logits = logits + self.prior_bias.to(logits.dtype)
         return logits
