@@ -74,11 +74,29 @@ def frozen_base(workdir: Path) -> list:
             "--frontend_conf", f"asr_model_file={exp / 'model.pth'}"]
 
 
+def tiny_hf_encoder(path: Path) -> Path:
+    """A 2-layer x 32 Wav2Vec2Model (MMS's class) saved to ``path``, built once."""
+    if not (path / "config.json").is_file():
+        from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+        torch.manual_seed(0)
+        cfg = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                             conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+                             feat_extract_norm="layer", do_stable_layer_norm=True, vocab_size=8)
+        Wav2Vec2Model(cfg).save_pretrained(path)
+        Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                                 return_attention_mask=True).save_pretrained(path)
+    return path
+
+
 def build(preset: Path, workdir: Path):
     from espnet_plugins.tasks.asr import MoEASRTask
 
     conf = yaml.safe_load(preset.read_text(encoding="utf-8"))
     extra = frozen_base(workdir) if conf.get("frontend") == "frozen_encoder" else []
+    if conf.get("frontend") == "hf_encoder":  # no hub here or on the device: a tiny random model of its class
+        extra = ["--frontend_conf", f"model={tiny_hf_encoder(workdir / 'hf_encoder')}",
+                 "--preencoder_conf", "input_size=32"]
     args = parse(preset, workdir, *extra)
     torch.manual_seed(0)
     model = MoEASRTask.build_model(args)

@@ -43,7 +43,7 @@ def write_audio(path: Path, x: np.ndarray, fs: int) -> None:
         wav = path.with_suffix(".tmp.wav")
         sf.write(wav, x, fs, subtype="PCM_16")
         subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(wav), "-c:a", "aac", str(path)],
-                       check=True)
+                       check=True, timeout=120)
         wav.unlink()
     else:
         sf.write(path, x, fs)

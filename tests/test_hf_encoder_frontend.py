@@ -15,17 +15,13 @@ torch.set_num_threads(1)
 
 
 def tiny_wav2vec2(path: Path) -> Path:
-    """Wav2Vec2Model (MMS's class), 2 layers x 32, stride 320 (20 ms frames), layer-norm conv stack."""
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+    """Wav2Vec2Model (MMS's class), 2 layers x 32, stride 320 (20 ms frames): bench_cuda's tiny model."""
+    import importlib.util
 
-    torch.manual_seed(0)
-    cfg = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                         conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
-                         feat_extract_norm="layer", do_stable_layer_norm=True, vocab_size=8)
-    Wav2Vec2Model(cfg).save_pretrained(path)
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
-                             return_attention_mask=True).save_pretrained(path)
-    return path
+    spec = importlib.util.spec_from_file_location("bench_cuda", Path(__file__).resolve().parents[1] / "bench" / "bench_cuda.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench.tiny_hf_encoder(path)
 
 
 def tiny_whisper(path: Path) -> Path:
