@@ -414,3 +414,31 @@ def import_mucs(root: PathLike, langs: Sequence[str], subset: str, outdir: PathL
             n += 1
         log.info("%s: %d utterances", trans, n)
     return _finish(entries, outdir, f"MUCS {subset} {list(langs)} in {root}", empty)
+
+
+def importer_main(doc: str, importer, subsets: Sequence[str], root_help: str, langs_help: str,
+                  extra_args: Sequence[tuple] = (), argv=None) -> None:
+    """The command line every ``local/data_prep/<corpus>.py`` shares: --root --langs --subset
+    --outdir [--max_utts --fs], plus ``extra_args`` ((flag, argparse kwargs), ...) passed on
+    to ``importer`` as keyword arguments."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", required=True, help=root_help)
+    parser.add_argument("--langs", required=True, help=langs_help)
+    parser.add_argument("--subset", required=True, choices=subsets, help="which split to import")
+    parser.add_argument("--outdir", required=True, help="output Kaldi data dir (replaced if it exists)")
+    parser.add_argument("--max_utts", type=int, help="at most this many utterances per language (first in file order)")
+    parser.add_argument("--fs", type=int, default=DEFAULT_FS, help="output sample rate")
+    for flag, kwargs in extra_args:
+        parser.add_argument(flag, **kwargs)
+    args = vars(parser.parse_args(argv))
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    langs = [lang for lang in args.pop("langs").split(",") if lang]
+    root, subset, outdir = args.pop("root"), args.pop("subset"), args.pop("outdir")
+    try:
+        n = importer(root, langs, subset, outdir, **args)
+    except CorpusError as e:
+        parser.exit(1, f"error: {e}\n")
+    logging.info("wrote %d utterances to %s", n, outdir)
