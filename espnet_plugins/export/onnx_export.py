@@ -80,7 +80,6 @@ def export_onnx(
 
     Returns the report written to ``<name>.json``.
     """
-    import onnx
     import onnxruntime as ort
 
     from espnet_plugins.inference.speech2text import Speech2Text
@@ -125,11 +124,7 @@ def export_onnx(
         "allowed_langs": json.dumps(allowed_langs),
         "prior_mode": prior_mode if allowed_langs else "none",
     }
-    proto = onnx.load(str(tmp))
-    for key, value in meta.items():
-        proto.metadata_props.add(key=key, value=value)
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(tmp))
+    add_metadata(tmp, meta)
 
     check = _check(str(tmp), s2t.model, ort)
     if check["max_abs_diff"] > CHECK_TOLERANCE:
@@ -176,6 +171,17 @@ def _check(path: str, model, ort) -> Dict:
     )
     same = ctc_greedy(torch.from_numpy(out[0]), ref_lengths) == ctc_greedy(log_probs, ref_lengths)
     return {"batch_lengths": lengths.tolist(), "max_abs_diff": diff, "hypotheses_equal": same}
+
+
+def add_metadata(path, meta: Dict[str, str]) -> None:
+    """Store ``meta`` as the ONNX file's metadata_props (what runtimes read), checked."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
 
 
 def _token_type(config: str) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from espnet_plugins.export.onnx_export import (
-    CHECK_TOLERANCE, SAMPLE_RATE, _example_batch, _token_type, build_ctc_graph, reference_log_probs)
+    CHECK_TOLERANCE, SAMPLE_RATE, _example_batch, _token_type, add_metadata, build_ctc_graph, reference_log_probs)
 from espnet_plugins.export.sherpa_graph import SherpaCTCGraph
 from espnet_plugins.utils.io import atomic_write_text
 
@@ -56,7 +56,6 @@ def export_sherpa_onnx(
     opset: int = 17,
 ) -> Dict:
     """Write ``outdir/model.onnx``, ``outdir/tokens.txt`` and ``outdir/model.json``; return the report."""
-    import onnx
     import onnxruntime as ort
 
     from espnet_plugins.inference.speech2text import Speech2Text
@@ -90,11 +89,7 @@ def export_sherpa_onnx(
         "allowed_langs": json.dumps(allowed_langs),
         "prior_mode": prior_mode if allowed_langs else "none",
     }
-    proto = onnx.load(str(tmp))
-    for key, value in meta.items():
-        proto.metadata_props.add(key=key, value=value)
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(tmp))
+    add_metadata(tmp, meta)
     check = _check(str(tmp), s2t.model, ort, peak_dbfs)
     if check["max_abs_diff"] > CHECK_TOLERANCE:
         os.unlink(tmp)
