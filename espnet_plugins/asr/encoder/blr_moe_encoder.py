@@ -100,6 +100,8 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
             ``relu`` units die during the CTC plateau, see LanguageRouter).
         router_linear_skip: TDNN router: add a linear read-out of its input to its
             logits (see LanguageRouter ``linear_skip``).
+        router_conv_norm: TDNN router: ``layer_norm``, ``batch_norm`` or ``none`` after
+            each TDNN layer (see LanguageRouter ``conv_norm``).
         routing: ``frame`` (top-1 per frame) or ``utterance`` (one expert per
             utterance from the mean router log-probability over valid frames).
         expert_init: ``replicate`` (default): all experts of a layer start from the
@@ -145,6 +147,7 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         router_dilations: List[int] = [1, 2, 3],
         router_activation: str = "swish",
         router_linear_skip: bool = False,
+        router_conv_norm: str = "layer_norm",
         routing: str = "frame",
         router_detach: bool = False,
         expert_init: str = "replicate",
@@ -270,6 +273,7 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
             routing,
             router_activation,
             router_linear_skip,
+            router_conv_norm,
         )
         self.after_norm = LayerNorm(output_size)
 

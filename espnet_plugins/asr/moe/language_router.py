@@ -5,6 +5,8 @@ from typing import Optional, Sequence
 import torch
 from espnet2.legacy.nets.pytorch_backend.transformer.layer_norm import LayerNorm
 
+from espnet_plugins.asr.moe.masked_convolution import masked_batch_norm
+
 # Logit offset of pruned languages under a hard prior: dwarfs any real logit gap.
 HARD_PRIOR_PENALTY = -1e4
 
@@ -13,8 +15,7 @@ class LanguageRouter(torch.nn.Module):
     """Frame-level language identifier whose arg-max picks each frame's expert.
 
     ``router_type="tdnn"`` (BLR-MoE, arXiv 2501.12602): a TDNN, i.e. a stack of
-    dilated 1-D convolutions over time (each Conv1d -> activation -> LayerNorm over
-    channels), then an FFN (Linear -> activation -> Dropout -> Linear) to one logit
+    dilated 1-D convolutions over time (each Conv1d -> activation -> norm), then an FFN (Linear -> activation -> Dropout -> Linear) to one logit
     per language. The paper does not name the activation; an x-vector TDNN uses
     ReLU, but we measured ReLU routers dying in joint training: while CTC sits on its
     plateau the features carry no language information, the LID loss is minimised
@@ -53,6 +54,10 @@ class LanguageRouter(torch.nn.Module):
         granularity: ``"frame"`` or ``"utterance"``.
         activation: TDNN / FFN nonlinearity: ``swish`` (default), ``relu``, ``gelu``
             or ``leaky_relu``.
+        conv_norm: TDNN only: normalisation after each TDNN layer's activation:
+            ``layer_norm`` (each frame over its channels), ``batch_norm`` (each channel
+            over the batch's valid frames, as in an x-vector TDNN) or ``none``. The
+            paper does not say; see docs/router_diagnosis.md for how they train.
         linear_skip: TDNN only: add a linear layer's logits (the linear router, on the
             same normalised input) to the TDNN's. A linear read-out learns a language
             direction of the features at once; the TDNN adds context on top of it
@@ -72,6 +77,7 @@ class LanguageRouter(torch.nn.Module):
         granularity: str = "frame",
         activation: str = "swish",
         linear_skip: bool = False,
+        conv_norm: str = "layer_norm",
     ):
         super().__init__()
         activations = {
@@ -89,7 +95,13 @@ class LanguageRouter(torch.nn.Module):
             raise ValueError(
                 f"routing must be 'frame' or 'utterance', got {granularity!r}"
             )
+        if conv_norm not in ("layer_norm", "batch_norm", "none"):
+            raise ValueError(
+                "router conv_norm must be 'layer_norm', 'batch_norm' or 'none', "
+                f"got {conv_norm!r}"
+            )
         self.router_type = router_type
+        self.conv_norm = conv_norm
         self.granularity = granularity
         self.num_languages = num_languages
         self.norm_in = LayerNorm(input_size)
@@ -113,7 +125,13 @@ class LanguageRouter(torch.nn.Module):
                         in_channels, channels, k, dilation=d, padding=d * (k - 1) // 2
                     )
                 )
-                self.conv_norms.append(LayerNorm(channels))
+                self.conv_norms.append(
+                    LayerNorm(channels)
+                    if conv_norm == "layer_norm"
+                    else torch.nn.BatchNorm1d(channels)
+                    if conv_norm == "batch_norm"
+                    else torch.nn.Identity()
+                )
                 in_channels = channels
             self.output = torch.nn.Sequential(
                 torch.nn.Linear(channels, channels),
@@ -196,7 +214,13 @@ class LanguageRouter(torch.nn.Module):
         for conv, norm in zip(self.convs, self.conv_norms):
             h = h.masked_fill(pad, 0.0)
             h = conv(h.transpose(1, 2)).transpose(1, 2)
-            h = self.dropout(norm(self.activation(h)))
+            h = self.activation(h)
+            if isinstance(norm, torch.nn.BatchNorm1d):
+                # statistics over valid frames only, so padding cannot move them
+                h = masked_batch_norm(norm, h.transpose(1, 2), valid).transpose(1, 2)
+            else:
+                h = norm(h)
+            h = self.dropout(h)
         logits = self.output(h)
         if self.skip is not None:
             logits = logits + self.skip(x_in)
