@@ -169,3 +169,6 @@ def test_training_resolves_auto_and_records_the_number(lists, tmp_path):  # noqa
     assert (out / "2epoch.pth").exists() and (out / "checkpoint.pth").exists()
     # the trainer's check (a WARNING: printed even where INFO logging is off) stays silent
     assert "lr schedule length mismatch" not in res.stderr + res.stdout
+    # resolving `auto` before ESPnet configures logging must not silence its INFO log
+    # (a root logging.info() there installed a WARNING-level handler: no epoch lines)
+    assert "1epoch results:" in res.stderr and "auto -> 4 updates" not in res.stdout, res.stderr[-2000:]

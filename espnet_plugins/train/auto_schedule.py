@@ -14,6 +14,9 @@ import logging
 from pathlib import Path
 from typing import Optional
 
+# A named logger: logging.info() on the root before ESPnet's basicConfig would install a
+# WARNING-level handler and silence every INFO line of the training log.
+logger = logging.getLogger(__name__)
 AUTO = "auto"
 LENGTH_KEYS = ("max_steps", "total_steps")  # tristagelr, exponentialdecaywarmup (and alike)
 
@@ -80,6 +83,6 @@ def resolve_auto_schedule(args, batches: Optional[int] = None) -> Optional[int]:
         raise ValueError(f"scheduler_conf.{key}: auto gives {updates} updates ({args.max_epoch} epochs x {batches} "
                          f"batches / accum_grad {args.accum_grad}); is the training set empty?")
     args.scheduler_conf[key] = updates
-    logging.info(f"scheduler_conf.{key}: auto -> {updates} updates ({args.max_epoch} epochs x {batches} batches / "
+    logger.info(f"scheduler_conf.{key}: auto -> {updates} updates ({args.max_epoch} epochs x {batches} batches / "
                  f"accum_grad {args.accum_grad})")
     return updates
