@@ -49,10 +49,20 @@ def build(v):
         t = LanguageRouter(size, len(langs), "tdnn", 512); torch.manual_seed(1)
         return Bypass(t, LanguageRouter(size, len(langs), "linear"))
     if v == "tdnn_lr1e-3": return LanguageRouter(size, len(langs), "tdnn", 512)
+    if v == "tdnn_bn": return LanguageRouter(size, len(langs), "tdnn", 512, conv_norm="batch_norm")
+    if v == "tdnn_none": return LanguageRouter(size, len(langs), "tdnn", 512, conv_norm="none")
+    if v == "tdnn_drop05": return LanguageRouter(size, len(langs), "tdnn", 512, dropout_rate=0.5, conv_norm="none")
+    if v == "tdnn_small": return LanguageRouter(size, len(langs), "tdnn", 64, conv_norm="none")
+    if v == "tdnn_k1": return LanguageRouter(size, len(langs), "tdnn", 512, kernel_sizes=(1, 1, 1), dilations=(1, 1, 1), conv_norm="none")
+    if v == "own":  # the checkpoint's own router, trained on
+        m, _ = load(exp, ck); return m.encoder.router
     raise SystemExit(v)
 for v in variants:
     r = build(v)
+    if steps == 0 or v == "own":
+        print(f"{v}: before training: train utterance LID {dev_lid(r, tr):.3f}, dev {dev_lid(r, dev):.3f}", flush=True)
     lr = 1e-3 if v == "tdnn_lr1e-3" else 2e-3
     opt = torch.optim.Adam(r.parameters(), lr=lr)
     loss = train(r, opt, tr, steps, len(langs))
-    print(f"{v}: {steps} steps, final train loss {loss:.3f}, dev utterance LID {dev_lid(r, dev):.3f}", flush=True)
+    print(f"{v}: {steps} steps, final train loss {loss:.3f}, train utterance LID {dev_lid(r, tr):.3f}, "
+          f"dev utterance LID {dev_lid(r, dev):.3f}", flush=True)
