@@ -57,10 +57,9 @@ def encode_set(s2t, data_dir: Path, max_utts: int = 0) -> list:
         wav = torch.as_tensor(sf.read(path, dtype="float32")[0])
         t0 = time.process_time()
         speech, lengths = wav[None], torch.tensor([wav.numel()])
-        enc, enc_lens = s2t.model.encode(speech, lengths)
+        enc, enc_lens, aux = s2t.model.encode_with_aux(speech, lengths)
         if isinstance(enc, tuple):
             enc = enc[0]
-        aux = s2t.model.pop_aux() if hasattr(s2t.model, "pop_aux") else {}
         log_probs = s2t.model.ctc.log_softmax(enc)[0, : int(enc_lens[0])]
         _, posts = s2t._utterance_langs(aux, 1)
         greedy = ctc_greedy(log_probs[None], enc_lens[:1])[0]

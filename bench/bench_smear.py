@@ -69,9 +69,8 @@ def projector_step(
     def step() -> None:
         for x, n in zip(xs, lengths):
             proj.zero_grad(set_to_none=True)
-            y, _ = proj(x, n)
+            y, _, aux = proj.forward_with_aux(x, n)
             loss = y.sum()
-            aux = proj.pop_aux()
             if "load_balance" in aux:
                 loss = loss + aux["load_balance"]
             loss.backward()

@@ -57,7 +57,6 @@ def features(model, langs, data_root: Path, split: str, n: int):
         x = torch.tensor(sf.read(path.strip(), dtype="float32")[0])[None]
         with torch.no_grad():
             model.encode(x, torch.tensor([x.shape[1]]))
-        model.pop_aux()
         out.append((captured["x"][0], langs.index(u2l[utt].split()[0])))
     hook.remove()
     return out

@@ -110,8 +110,7 @@ def gradient_study(model, train_utts, preprocess, langs, n_batches, seed=0):
                 model.lid_weight = 0.0
                 loss = model(**b)[0]
             else:
-                model.encode(b["speech"], b["speech_lengths"])
-                aux = model.pop_aux()
+                aux = model.encode_with_aux(b["speech"], b["speech_lengths"])[2]
                 loss = lid_weight * model.lid_loss_and_acc(aux, b["lang"], b["lang_lengths"])[0]
             model.lid_weight = lid_weight
             loss.backward()
@@ -138,8 +137,7 @@ def dev_study(model, dev_utts, preprocess, langs):
     i_hi, i_mr = (langs.index("hi"), langs.index("mr")) if {"hi", "mr"} <= set(langs) else (None, None)
     for item in dev_utts:
         b = batch([item], preprocess)
-        model.encode(b["speech"], b["speech_lengths"])
-        logits = model.pop_aux()["lid_logits"][0]  # [T, L] (batch of one: all valid)
+        logits = model.encode_with_aux(b["speech"], b["speech_lengths"])[2]["lid_logits"][0]  # [T, L] (batch of one: all valid)
         votes = torch.bincount(logits.argmax(-1), minlength=len(langs))
         confusion[item[3]][langs[int(votes.argmax())]] += 1
         stds.append(float(logits.std(0).mean()))

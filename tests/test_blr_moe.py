@@ -41,15 +41,17 @@ def test_defaults_contract():
     enc = BLRMoEEncoder(input_size=80, langs=LANGS)
     assert enc.output_size() == 144 and enc.langs == LANGS and enc.num_experts == 3
     x = torch.randn(2, 41, 80)
+    torch.manual_seed(0)  # the same dropout masks for both calls
     out, olens, states = enc(x, torch.tensor([41, 30]))
     assert states is None
     assert out.shape == (2, 9, 144) and olens.tolist() == [9, 6]
-    aux = enc.pop_aux()
+    torch.manual_seed(0)
+    out2, olens2, aux = enc.forward_with_aux(x, torch.tensor([41, 30]))
+    assert torch.equal(out2, out) and torch.equal(olens2, olens)
     assert aux["lid_logits"].shape == (2, 9, 3)
     assert aux["lid_lengths"].tolist() == [9, 6]
     fractions = torch.stack([aux[f"route_frac_{lang}"] for lang in LANGS])
     torch.testing.assert_close(fractions.sum(), torch.tensor(1.0))
-    assert enc.pop_aux() == {}
     (out.mean() + aux["lid_logits"].mean()).backward()
     assert all(p.grad is not None for p in enc.router_parameters())
 
@@ -104,15 +106,14 @@ def test_padding_invariance(conf):
     lengths = [75, 58, 31]
     x, ilens = batch(lengths)
     with torch.no_grad():
-        out, olens, _ = enc(x, ilens)
-        aux = enc.pop_aux()
+        out, olens, aux = enc.forward_with_aux(x, ilens)
         logits = aux["lid_logits"]
         valid = torch.arange(logits.size(1)) < olens.unsqueeze(1)
         used = aux["expert_index"][valid].unique()
         assert len(used) >= 2, f"routing uses only experts {used.tolist()}: the test would not see routing bugs"
         for i, length in enumerate(lengths):
-            alone, alone_len, _ = enc(x[i : i + 1, :length], ilens[i : i + 1])
-            alone_logits = enc.pop_aux()["lid_logits"]
+            alone, alone_len, alone_aux = enc.forward_with_aux(x[i : i + 1, :length], ilens[i : i + 1])
+            alone_logits = alone_aux["lid_logits"]
             n = alone_len.item()
             assert olens[i].item() == n == alone.size(1)
             torch.testing.assert_close(out[i, :n], alone[0], atol=1e-5, rtol=0)
@@ -188,18 +189,16 @@ def test_pruning(router_type):
     enc = tiny(router_type=router_type).eval()
     x, ilens = batch([60, 43, 30])
     with torch.no_grad():
-        base, _, _ = enc(x, ilens)
-        base_aux = enc.pop_aux()
+        base, _, base_aux = enc.forward_with_aux(x, ilens)
 
         enc.set_language_prior(range(len(LANGS)))  # allowed = all: a no-op
-        out, _, _ = enc(x, ilens)
+        out, _, aux = enc.forward_with_aux(x, ilens)
         assert torch.equal(out, base)
-        assert torch.equal(enc.pop_aux()["lid_logits"], base_aux["lid_logits"])
+        assert torch.equal(aux["lid_logits"], base_aux["lid_logits"])
 
         _strongly_prefer(enc, 1)
         enc.set_language_prior([0, 2])  # hard: expert "mr" pruned
-        enc(x, ilens)
-        aux = enc.pop_aux()
+        aux = enc.forward_with_aux(x, ilens)[2]
         assert aux["route_frac_mr"] == 0
         kept = aux["route_frac_hi"] + aux["route_frac_ta"]
         assert kept.item() == pytest.approx(1.0)
@@ -209,11 +208,9 @@ def test_pruning(router_type):
         assert torch.isfinite(aux["lid_logits"]).all()  # LID losses stay finite
 
         enc.set_language_prior([0, 2], mode="soft", soft_floor=0.1)
-        enc(x, ilens)
-        soft = enc.pop_aux()
+        soft = enc.forward_with_aux(x, ilens)[2]
         enc.set_language_prior(None)
-        enc(x, ilens)
-        free = enc.pop_aux()
+        free = enc.forward_with_aux(x, ilens)[2]
     # Soft prior: logits of disallowed languages move by log(0.1), yet a strongly
     # preferred disallowed language is still chosen.
     delta = soft["lid_logits"] - free["lid_logits"]
@@ -228,13 +225,12 @@ def test_pruning(router_type):
 def test_router_detach(router_detach):
     enc = tiny(router_detach=router_detach)
     x, ilens = batch([60, 43])
-    enc(x, ilens)
-    aux = enc.pop_aux()
+    aux = enc.forward_with_aux(x, ilens)[2]
     logits = aux["lid_logits"].reshape(-1, len(LANGS))
     target = torch.zeros(len(logits), dtype=torch.long)
     torch.nn.functional.cross_entropy(logits, target).backward()
     router = {id(p) for p in enc.router_parameters()}
-    others = list(enc.non_router_parameters())
+    others = [p for p in enc.parameters() if id(p) not in router]
     assert len(router) + len(others) == len(list(enc.parameters()))
     assert all(p.grad is not None for p in enc.router_parameters())
     touched = [p for p in others if p.grad is not None and p.grad.abs().sum() > 0]
@@ -256,8 +252,7 @@ def test_short_training_lowers_ctc_and_lid_loss():
     opt = torch.optim.Adam(list(enc.parameters()) + list(head.parameters()), lr=3e-3)
 
     def losses():
-        out, olens, _ = enc(x, ilens)
-        aux = enc.pop_aux()
+        out, olens, aux = enc.forward_with_aux(x, ilens)
         log_probs = head(out).log_softmax(-1).transpose(0, 1)
         ctc = torch.nn.functional.ctc_loss(
             log_probs, targets, olens, torch.full((4,), 5), zero_infinity=True
@@ -306,8 +301,7 @@ def test_routing_and_router_train_from_the_first_update():
     """The one schedule: routing by language and the LID-trained router from update 1."""
     enc = tiny(expert_init="independent").train()
     x, ilens = batch([30, 22, 26])
-    out, _, _ = enc(x, ilens)
-    aux = enc.pop_aux()
+    out, _, aux = enc.forward_with_aux(x, ilens)
     fractions = [float(aux[f"route_frac_{lang}"]) for lang in LANGS]
     assert sum(fractions) == pytest.approx(1.0) and max(fractions) < 1.0  # routed, not on expert 0
     lid = torch.nn.functional.cross_entropy(aux["lid_logits"].reshape(-1, len(LANGS)),
@@ -324,7 +318,6 @@ def test_forward_changes_no_parameter_and_keeps_no_step_counter():
     x, ilens = batch([30, 22])
     for _ in range(3):
         enc(x, ilens)
-        enc.pop_aux()
     assert all(torch.equal(v, before[k]) for k, v in enc.named_parameters())
     names = set(enc.state_dict())
     assert not names & {"num_updates", "moe_state", "ctc_emission", "ctc_cer"}

@@ -34,7 +34,7 @@ from espnet_plugins.asr.moe.traced_dispatch import TracedDispatchPlan
 from espnet_plugins.export.fbank_graph import FbankGraph
 from espnet_plugins.export.onnx_export import export_onnx, reference_log_probs
 from espnet_plugins.inference.ctc_decoding import ctc_greedy
-from espnet_plugins.inference.onnx_decode import OnnxSpeech2Text, ctc_greedy_numpy
+from espnet_plugins.inference.onnx_decode import OnnxSpeech2Text
 from espnet_plugins.inference.speech2text import Speech2Text
 from espnet_plugins.tasks.asr import MoEASRTask
 
@@ -154,15 +154,14 @@ def compare(path, model, waves):
     """ORT vs PyTorch on one padded batch: (max |diff|, hyps ORT, hyps PyTorch, PyTorch aux)."""
     speech, lengths = padded(waves)
     with torch.no_grad():
-        enc, enc_lengths = model.encode(speech, lengths)
-        aux = model.pop_aux()
+        enc, enc_lengths, aux = model.encode_with_aux(speech, lengths)
         log_probs = model.ctc.log_softmax(enc[0] if isinstance(enc, tuple) else enc)
     out = session(path).run(None, {"speech": speech.numpy(), "speech_lengths": lengths.numpy()})
     assert out[1].tolist() == enc_lengths.tolist()
     assert out[0].shape == tuple(log_probs.shape)
     diff = max(float(np.abs(out[0][i, :n] - log_probs[i, :n].numpy()).max())
                for i, n in enumerate(enc_lengths.tolist()))
-    ort_hyps = ctc_greedy_numpy(out[0], out[1])
+    ort_hyps = ctc_greedy(out[0], out[1])  # numpy, as the ONNX decoder runs it
     assert ort_hyps == ctc_greedy(torch.from_numpy(out[0]), torch.from_numpy(out[1]))
     return diff, ort_hyps, ctc_greedy(log_probs, enc_lengths), aux, out
 
@@ -250,8 +249,7 @@ def test_pruned_export_equals_pytorch_with_hard_prior_and_is_smaller(exps, name)
     speech, lengths = padded(BATCH)
     free_log_probs, _ = reference_log_probs(free, speech, lengths)
     with torch.no_grad():
-        free.encode(speech, lengths)
-        routed = free.pop_aux()["expert_index"]
+        routed = free.encode_with_aux(speech, lengths)[2]["expert_index"]
     valid = torch.arange(routed.size(1)) < aux["lid_lengths"][:, None]
     assert bool((routed[valid] >= 2).any())
     assert float((free_log_probs - torch.from_numpy(out[0])).abs().max()) > 100 * TOL
@@ -278,8 +276,7 @@ def test_soft_prior_export_keeps_experts_and_equals_pytorch(exps):
     free = pytorch(exps, "blr_moe").model
     speech, lengths = padded(BATCH)
     with torch.no_grad():
-        free.encode(speech, lengths)
-        free_logits = free.pop_aux()["lid_logits"]
+        free_logits = free.encode_with_aux(speech, lengths)[2]["lid_logits"]
     shift = out[2][0, :5] - free_logits[0, :5].numpy()
     np.testing.assert_allclose(shift, np.tile([0.0, np.log(0.1)] + [np.log(0.1)] * 2, (5, 1)), atol=1e-4)
 

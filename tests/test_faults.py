@@ -38,16 +38,19 @@ def _batch(nan: bool = False):
 
 
 def test_nan_batch_restores_batchnorm_statistics_and_is_counted(caplog):
+    from espnet_plugins.train.trainer import NonFiniteGuard
+
     model = _tiny_model().train()
-    model(**_batch())  # one clean step moves the running statistics away from their init
+    guard = NonFiniteGuard(model.forward, model)  # MoETrainer wraps every training forward so
+    guard(**_batch())  # one clean step moves the running statistics away from their init
     bn = [k for k in model.state_dict() if "running_mean" in k]
     assert bn, "the test model must have BatchNorm running statistics"
     before = {k: v.clone() for k, v in model.state_dict().items()}
 
-    loss, stats, _ = model(**_batch(nan=True))
+    loss, stats, _ = guard(**_batch(nan=True))
 
     assert not torch.isfinite(loss)
-    assert stats["nonfinite_step"] == 1.0 and model.num_nonfinite_steps == 1
+    assert stats["nonfinite_step"] == 1.0 and guard.num_nonfinite_steps == 1
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert "non-finite training loss" in caplog.text and "1 such steps" in caplog.text
@@ -56,7 +59,7 @@ def test_nan_batch_restores_batchnorm_statistics_and_is_counted(caplog):
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
     assert not torch.isfinite(grad_norm)
 
-    loss, stats, _ = model(**_batch())
+    loss, stats, _ = guard(**_batch())
     assert torch.isfinite(loss) and stats["nonfinite_step"] == 0.0
 
 

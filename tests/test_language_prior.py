@@ -126,9 +126,7 @@ def test_prior_reaches_the_router_of_a_frozen_moe_frontend(models):
 
     def frontend_out():
         with torch.no_grad():
-            out = s2t.model.frontend(wav, lengths)[0]
-        assert inner.pop_aux() == {}  # the frozen base's routing aux is dropped, not left for the parent
-        return out
+            return s2t.model.frontend(wav, lengths)[0]
 
     free = frontend_out()
     for lang in range(len(LANGS)):

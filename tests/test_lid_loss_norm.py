@@ -65,8 +65,8 @@ def test_utterance_norm_puts_lid_on_ctc_scale_in_the_shared_blocks():
     norms = {}
     for norm in ("frame", "utterance"):
         model = _model(lid_loss_norm=norm).eval()
-        model.encode(batch["speech"], batch["speech_lengths"])
-        loss, _ = model.lid_loss_and_acc(model.pop_aux(), batch["lang"], batch["lang_lengths"])
+        aux = model.encode_with_aux(batch["speech"], batch["speech_lengths"])[2]
+        loss, _ = model.lid_loss_and_acc(aux, batch["lang"], batch["lang_lengths"])
         loss.backward()
         norms[norm] = sum(float(p.grad.norm() ** 2) for p in model.encoder.encoders[0].parameters()
                           if p.grad is not None) ** 0.5

@@ -64,9 +64,12 @@ def batch():
 def observe(model, s2t, b):
     """Everything pinned, as a flat dict of tensors / lists (today's API in one place)."""
     out = {}
+    from espnet_plugins.train.trainer import NonFiniteGuard
+
     model.train()
     torch.manual_seed(0)
-    loss, stats, weight = model(**b)
+    with NonFiniteGuard.around(model, model):  # the trainer's wrapping of the training forward
+        loss, stats, weight = model(**b)
     out["train_loss"] = loss.detach()
     out.update({f"train_{k}": v.detach() for k, v in stats.items() if v is not None})
     model.eval()
@@ -96,12 +99,10 @@ def observe(model, s2t, b):
 
 def encode_with_aux(model, speech, lengths):
     """(encoder output, lengths, aux dict, SMEAR gate or None) of an eval-mode encode."""
-    enc, enc_lens = model.encode(speech, lengths)
+    enc, enc_lens, aux = model.encode_with_aux(speech, lengths)
     if isinstance(enc, tuple):
         enc = enc[0]
-    aux = model.pop_aux()
-    gate = getattr(model.preencoder, "last_gate", None)
-    return enc, enc_lens, aux, gate
+    return enc, enc_lens, aux, aux.get("gate")
 
 
 def write_exp(tmp: Path, config: dict, state: dict):

@@ -1,4 +1,5 @@
 """Regression tests for the defects of the core review (issue 33), one section each."""
+import types
 from pathlib import Path
 
 import pytest
@@ -53,29 +54,51 @@ class CountingSpecAug(AbsSpecAug):
 # ---------------------------------------------------------------- 1. router augmentation
 
 
-def test_router_only_training_applies_specaug_and_the_nonfinite_guard():
+class FakeReporter:
+    def get_total_count(self):
+        return 0
+
+
+def test_router_only_training_applies_specaug_and_the_nonfinite_guard(monkeypatch):
+    """Through MoETrainer.train_one_epoch (ESPnet's loop stubbed to: model.train(), then
+    one forward per batch), as --train_router_only runs it."""
+    from espnet2.train.trainer import Trainer
+
+    from espnet_plugins.train.router_only import freeze_all_but_router
+    from espnet_plugins.train.trainer import MoETrainer
+
     model = _model(specaug=CountingSpecAug())
-    model.freeze_all_but_router()
-    model.train()
-    assert model.training  # ESPnet's encode applies SpecAugment only when this is set
-    assert model.encoder.router.training
-    assert not model.encoder.encoders[0].training and not model.encoder.embed.training  # frozen: eval
+    freeze_all_but_router(model)
     assert {n for n, p in model.named_parameters() if p.requires_grad} == {
         n for n, _ in model.named_parameters() if n.startswith("encoder.router.")}
     b = _batch()
     del b["text"], b["text_lengths"]  # router augmentation: audio + language only
-    loss, stats, _ = model(**b)
-    assert model.specaug.calls == 1
-    assert float(stats["nonfinite_step"]) == 0.0 and torch.isfinite(loss)
     bad = _batch(nan=True)
     del bad["text"], bad["text_lengths"]
-    loss, stats, _ = model(**bad)
-    assert not torch.isfinite(loss) and float(stats["nonfinite_step"]) == 1.0
-    assert model.num_nonfinite_steps == 1
+    seen = []
+
+    def espnet_loop(cls, model, iterator, **kw):
+        model.train()
+        for batch in iterator:
+            seen.append((model.training, model.encoder.router.training, model.encoder.encoders[0].training,
+                         model.encoder.embed.training, model(**batch)))
+        return False
+
+    monkeypatch.setattr(Trainer, "train_one_epoch", classmethod(espnet_loop))
+    options = types.SimpleNamespace(train_router_only=True, specaug_start_iter=0)  # as build_options sets
+    MoETrainer.train_one_epoch(model=model, iterator=[b, bad], optimizers=[], schedulers=[], scaler=None,
+                               reporter=FakeReporter(), summary_writer=None, options=options,
+                               distributed_option=None)
+    for training, router, block, embed, _ in seen:
+        assert training and router and not block and not embed  # frozen parts in eval mode
+    (loss, stats, _), (bad_loss, bad_stats, _) = seen[0][-1], seen[1][-1]
+    assert model.specaug.calls == 2
+    assert float(stats["nonfinite_step"]) == 0.0 and torch.isfinite(loss)
+    assert not torch.isfinite(bad_loss) and float(bad_stats["nonfinite_step"]) == 1.0
     model.eval()
-    assert not model.training and not model.encoder.router.training
     model(**b)
-    assert model.specaug.calls == 2  # the finite and the NaN batch; none in eval mode
+    assert model.specaug.calls == 2  # none in eval mode
+
 
 
 def test_router_augmentation_config_applies_specaug_from_the_first_update(tmp_path):
@@ -284,17 +307,20 @@ def test_router_augmentation_conditions_a_frozen_gate_as_decoding_does():
     language-conditioned SMEAR gate: the router learns on the gate decoding will run."""
     from espnet_plugins.asr.preencoder.smear_projector import SmearProjector
 
+    from espnet_plugins.train.router_only import freeze_all_but_router, router_only_train_mode
+
     proj = SmearProjector(input_size=8, output_size=8, hidden_size=8, num_experts=2, langs=LANGS,
                           gate_conditioning="language")
     model = _model()
     model.preencoder = proj
     seen = []
-    proj.set_gate_condition = lambda ids: seen.append(ids)
+    forward_with_aux = proj.forward_with_aux
+    proj.forward_with_aux = lambda x, n, lang=None: seen.append(lang) or forward_with_aux(x, n, lang)
     b = _batch()
     model.train()(**b)
-    assert len(seen) == 1  # ordinary training: the labels
-    model.freeze_all_but_router()
-    model.train()
+    assert seen[-1].tolist() == [1, 2]  # ordinary training: the labels
+    freeze_all_but_router(model)
+    router_only_train_mode(model)  # MoETrainer, before each batch
     del b["text"], b["text_lengths"]
     model(**b)
-    assert len(seen) == 1
+    assert seen[-1] is None

@@ -34,8 +34,8 @@ class _Model(torch.nn.Module):
 
     def forward(self, x):
         valid = torch.ones(x.shape[:2], dtype=torch.bool)
-        out, _, _ = self.encoder(x, valid.sum(1))
-        logits = self.encoder.pop_aux()["lid_logits"]
+        out, _, aux = self.encoder.forward_with_aux(x, valid.sum(1))
+        logits = aux["lid_logits"]
         return out.pow(2).mean() + logits.logsumexp(-1).mean() - logits[..., 0].mean()
 
 

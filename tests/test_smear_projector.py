@@ -42,24 +42,26 @@ def test_construct_from_defaults_output_size_and_backward():
     proj = SmearProjector(input_size=D_IN)
     assert proj.output_size() == 256
     x, lengths = batch()
+    torch.manual_seed(0)
     y, olens = proj(x, lengths)
     assert y.shape == (3, 9, 256) and olens.tolist() == lengths.tolist()
-    aux = proj.pop_aux()
+    torch.manual_seed(0)
+    y2, olens2, aux = proj.forward_with_aux(x, lengths)
+    assert torch.equal(y2, y) and torch.equal(olens2, olens)
     (y.sum() + aux["load_balance"]).backward()
     assert all(p.grad is not None for p in proj.parameters())
-    assert set(aux) == {"load_balance", "gate_entropy"} | {
+    assert set(aux) == {"load_balance", "gate_entropy", "gate"} | {
         f"gate_mean_e{m}" for m in range(4)
     }
-    assert proj.pop_aux() == {}  # popped once
-    assert proj.last_gate.shape == (3, 4) and not proj.last_gate.requires_grad
+    assert aux["gate"].shape == (3, 4) and not aux["gate"].requires_grad
 
 
 def test_smear_final_linear_is_gate_weighted_sum_of_expert_linears():
     """The merge is linear: W̄2 h + b̄2 = Σ_m ḡ_m (W2_m h + b2_m) for the same h."""
     proj = make().eval()
     x, lengths = batch()
-    y, _ = proj(x, lengths)
-    g, e = proj.last_gate, proj.experts
+    y, _, aux = proj.forward_with_aux(x, lengths)
+    g, e = aux["gate"], proj.experts
     xd, _ = downsampled(proj, x, lengths)
     w1 = torch.einsum("bm,mio->bio", g, e.w1)
     hidden = F.relu(torch.bmm(xd, w1) + (g @ e.b1)[:, None])
@@ -73,8 +75,8 @@ def test_smear_final_linear_is_gate_weighted_sum_of_expert_linears():
 def test_smear_full_mlp_uses_explicitly_merged_weights():
     proj = make().eval()
     x, lengths = batch()
-    y, _ = proj(x, lengths)
-    g, e = proj.last_gate, proj.experts
+    y, _, aux = proj.forward_with_aux(x, lengths)
+    g, e = aux["gate"], proj.experts
     xd, _ = downsampled(proj, x, lengths)
     for b, n in enumerate(lengths.tolist()):
         merged = [
@@ -88,11 +90,11 @@ def test_smear_full_mlp_uses_explicitly_merged_weights():
 def test_gate_is_mean_softmax_over_valid_frames_only():
     proj = make().eval()
     x, lengths = batch()
-    proj(x, lengths)
+    gate = proj.forward_with_aux(x, lengths)[2]["gate"]
     xd, _ = downsampled(proj, x, lengths)
     for b, n in enumerate(lengths.tolist()):
         expected = torch.softmax(proj.gate.net(xd[b, :n]), dim=-1).mean(0)
-        torch.testing.assert_close(proj.last_gate[b], expected)
+        torch.testing.assert_close(gate[b], expected)
 
 
 def test_smear_every_expert_gets_gradient():
@@ -109,9 +111,9 @@ def test_smear_every_expert_gets_gradient():
 def test_hard_topk_only_selected_experts_get_gradient(top_k):
     proj = make("hard_topk", top_k=top_k, topk_renormalize=False)
     x, lengths = batch(lengths=(9,))  # one utterance selects top_k < M experts
-    y, _ = proj(x, lengths)
+    y, _, aux = proj.forward_with_aux(x, lengths)
     y.pow(2).sum().backward()
-    selected = set(proj.last_gate[0].topk(top_k).indices.tolist())
+    selected = set(aux["gate"][0].topk(top_k).indices.tolist())
     assert len(selected) == top_k
     for m in range(M):
         got_grad = bool(proj.experts.w1.grad[m].abs().sum() > 0)
@@ -136,9 +138,9 @@ def test_hard_topk_defaults_train_the_gate():
 def test_hard_topk_output_is_renormalised_gate_weighted_expert_sum():
     proj = make("hard_topk", top_k=2, topk_renormalize=True).eval()
     x, lengths = batch()
-    y, _ = proj(x, lengths)
+    y, _, aux = proj.forward_with_aux(x, lengths)
     xd, _ = downsampled(proj, x, lengths)
-    top, idx = proj.last_gate.topk(2, dim=1)
+    top, idx = aux["gate"].topk(2, dim=1)
     weight = top / top.sum(1, keepdim=True)
     for b, n in enumerate(lengths.tolist()):
         expected = sum(
@@ -151,12 +153,12 @@ def test_dense_ensemble_is_mean_of_all_experts():
     proj = make("dense_ensemble").eval()
     assert proj.gate is None
     x, lengths = batch()
-    y, _ = proj(x, lengths)
+    y, _, aux = proj.forward_with_aux(x, lengths)
     xd, _ = downsampled(proj, x, lengths)
     expected = sum(expert(proj, m, xd) for m in range(M)) / M
     for b, n in enumerate(lengths.tolist()):
         torch.testing.assert_close(y[b, :n], expected[b, :n], atol=1e-5, rtol=1e-5)
-    assert proj.pop_aux() == {} and proj.last_gate is None
+    assert aux == {}
     assert proj.num_params_active == proj.num_params_total
 
 
@@ -196,15 +198,15 @@ def test_padding_invariance(variant, rate, pad):
     padded[0, 7:] = 0.0 if pad == "zeros" else torch.randn(6, D_IN) * 10
     padded[0, :7] = short[0]
     lengths = torch.tensor([7, 13])
-    y_alone, n_alone = proj(short, torch.tensor([7]))
-    g_alone = proj.last_gate
-    y_batch, n_batch = proj(padded, lengths)
+    y_alone, n_alone, aux_alone = proj.forward_with_aux(short, torch.tensor([7]))
+    g_alone = aux_alone.get("gate")
+    y_batch, n_batch, aux_batch = proj.forward_with_aux(padded, lengths)
     n = int(n_alone[0])
     assert n == int(n_batch[0]) == 7 // rate
     torch.testing.assert_close(y_batch[0, :n], y_alone[0, :n], atol=1e-5, rtol=0)
     assert torch.all(y_batch[0, n:] == 0)
     if g_alone is not None:
-        torch.testing.assert_close(proj.last_gate[0], g_alone[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(aux_batch["gate"][0], g_alone[0], atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("rate", [1, 2, 3, 4])
@@ -279,9 +281,8 @@ def test_forward_reports_the_balance_loss_of_its_own_gate_and_routing(variant, t
     """In forward, f_m comes from the arg-max of ḡ (smear) or its top_k (hard_topk)."""
     proj = make(variant, load_balance_type="switch", top_k=top_k)
     x, lengths = batch()
-    proj(x, lengths)
-    aux = proj.pop_aux()
-    g = proj.last_gate
+    aux = proj.forward_with_aux(x, lengths)[2]
+    g = aux["gate"]
     routed = g.topk(top_k, dim=1).indices.flatten().tolist()
     f = [routed.count(m) / len(routed) for m in range(M)]
     P = g.mean(0).tolist()
@@ -319,8 +320,7 @@ def test_load_balance_switch_is_one_when_balanced_and_larger_when_collapsed():
 def test_load_balance_trains_the_gate():
     proj = make(load_balance_type="switch")
     x, lengths = batch()
-    proj(x, lengths)
-    proj.pop_aux()["load_balance"].backward()
+    proj.forward_with_aux(x, lengths)[2]["load_balance"].backward()
     assert proj.gate.net.weight.grad.abs().sum() > 0
 
 
@@ -349,20 +349,17 @@ def test_gate_conditioning_starts_as_a_no_op_and_biases_the_gate_per_language():
     cond = make(langs=LANGS4, gate_conditioning="language").eval()
     plain.eval()
     x, lengths = batch()
-    cond.set_gate_condition(torch.tensor([0, 2, -1]))
-    assert torch.allclose(cond(x, lengths)[0], plain(x, lengths)[0])  # zero-initialised table
+    labels = torch.tensor([0, 2, -1])
+    assert torch.allclose(cond.forward_with_aux(x, lengths, labels)[0], plain(x, lengths)[0])  # zero table
     with torch.no_grad():
         cond.condition_bias.weight[0] = torch.tensor([6.0, 0, 0, 0])  # hi -> expert 0
         cond.condition_bias.weight[2] = torch.tensor([0, 0, 6.0, 0])  # ta -> expert 2
-    cond.set_gate_condition(torch.tensor([0, 2, -1]))
-    cond(x, lengths)
-    gate = cond.last_gate
-    plain(x, lengths)
+    gate = cond.forward_with_aux(x, lengths, labels)[2]["gate"]
+    plain_gate = plain.forward_with_aux(x, lengths)[2]["gate"]
     assert gate[0].argmax() == 0 and gate[0, 0] > 0.9 and gate[1].argmax() == 2 and gate[1, 2] > 0.9
-    assert torch.allclose(gate[2], plain.last_gate[2])  # -1 = unknown row (still zero)
-    # The batch condition is used once; the next forward without labels is "unknown".
-    cond(x, lengths)
-    assert torch.allclose(cond.last_gate, plain.last_gate)
+    assert torch.allclose(gate[2], plain_gate[2])  # -1 = unknown row (still zero)
+    # Without labels the condition is "unknown".
+    assert torch.allclose(cond.forward_with_aux(x, lengths)[2]["gate"], plain_gate)
 
 
 def test_family_conditioning_shares_a_row_and_follows_a_language_prior():
@@ -372,14 +369,12 @@ def test_family_conditioning_shares_a_row_and_follows_a_language_prior():
         proj.condition_bias.weight[1] = torch.tensor([0, 6.0, 0, 0])  # indo_aryan -> expert 1
     x, lengths = batch()
     proj.set_language_prior([0, 1])  # hi, mr: one family -> conditioned on it
-    proj(x, lengths)
-    assert (proj.last_gate.argmax(1) == 1).all()
+    assert (proj.forward_with_aux(x, lengths)[2]["gate"].argmax(1) == 1).all()
     proj.set_language_prior([0, 2])  # two families -> unknown
-    proj(x, lengths)
-    unknown = proj.last_gate
+    unknown = proj.forward_with_aux(x, lengths)[2]["gate"]
     proj.set_language_prior(None)
-    proj(x, lengths)
-    assert torch.allclose(unknown, proj.last_gate) and not (proj.last_gate.argmax(1) == 1).all()
+    free = proj.forward_with_aux(x, lengths)[2]["gate"]
+    assert torch.allclose(unknown, free) and not (free.argmax(1) == 1).all()
 
 
 def test_condition_dropout_replaces_labels_by_unknown_in_training_only():
@@ -388,13 +383,12 @@ def test_condition_dropout_replaces_labels_by_unknown_in_training_only():
         proj.condition_bias.weight[:4] = 8 * torch.eye(4)
     x = torch.randn(200, 5, D_IN)
     lengths = torch.full((200,), 5)
-    proj.train().set_gate_condition(torch.zeros(200, dtype=torch.long))
-    proj(x, lengths)
-    share = (proj.last_gate[:, 0] > 0.9).float().mean()
+    labels = torch.zeros(200, dtype=torch.long)
+    gate = proj.train().forward_with_aux(x, lengths, labels)[2]["gate"]
+    share = (gate[:, 0] > 0.9).float().mean()
     assert 0.3 < share < 0.7
-    proj.eval().set_gate_condition(torch.zeros(200, dtype=torch.long))
-    proj(x, lengths)
-    assert (proj.last_gate[:, 0] > 0.9).all()
+    gate = proj.eval().forward_with_aux(x, lengths, labels)[2]["gate"]
+    assert (gate[:, 0] > 0.9).all()
 
 
 def test_model_passes_utterance_languages_to_the_gate():
@@ -449,13 +443,12 @@ def test_residual_projector_starts_as_identity_then_learns(variant):
     if gated:
         with torch.no_grad():
             proj.condition_bias.weight[:3, :3] += 20.0 * torch.eye(3)  # language i -> expert i
-        proj.set_gate_condition(torch.tensor([2, 0, 1]))
-    y, olens = proj(x, lengths)
+    y, olens, aux = proj.forward_with_aux(x, lengths, torch.tensor([2, 0, 1]) if gated else None)
     valid = (torch.arange(x.size(1)) < lengths.unsqueeze(1)).unsqueeze(2)
     assert olens.tolist() == lengths.tolist()
     torch.testing.assert_close(y, x * valid, rtol=0, atol=0)
     if gated:
-        assert proj.last_gate.argmax(1).tolist() == [2, 0, 1]
+        assert aux["gate"].argmax(1).tolist() == [2, 0, 1]
     # The zero output layer still gets gradient (h is not zero), so the projector
     # leaves the identity after one step; for smear every expert's w2 moves.
     (y * torch.randn_like(y)).sum().backward()
@@ -496,13 +489,12 @@ def test_validation_conditions_the_gate_like_decoding_not_on_utt2lang():
     text = dict(text=torch.tensor([[2, 3], [3, -1], [2, -1]]), text_lengths=torch.tensor([2, 1, 1]))
     ones = torch.tensor([1, 1, 1])
     with torch.no_grad():
-        model.encode(x, lengths)  # the decoding path (Speech2Text): no labels, no prior
-        decode_gate = proj.last_gate
+        decode_gate = model.encode_with_aux(x, lengths)[2]["gate"]  # Speech2Text: no labels, no prior
         losses, gates = [], []
         for lang in ([[0], [0], [0]], [[3], [2], [1]]):
             loss, _, _ = model(speech=x, speech_lengths=lengths, lang=torch.tensor(lang), lang_lengths=ones, **text)
             losses.append(loss)
-            gates.append(proj.last_gate)
+            gates.append(model.encode_with_aux(x, lengths, torch.tensor(lang))[2]["gate"])
         no_lang, _, _ = model(speech=x, speech_lengths=lengths, **text)
     torch.testing.assert_close(losses[0], losses[1])
     torch.testing.assert_close(losses[0], no_lang)
@@ -510,5 +502,5 @@ def test_validation_conditions_the_gate_like_decoding_not_on_utt2lang():
     torch.testing.assert_close(gates[1], decode_gate)
     # Training still conditions on the labels.
     model.train()
-    model(speech=x, speech_lengths=lengths, lang=torch.tensor([[0], [2], [3]]), lang_lengths=ones, **text)
-    assert proj.last_gate.argmax(1).tolist() == [0, 2, 3]
+    gate = model.encode_with_aux(x, lengths, torch.tensor([[0], [2], [3]]))[2]["gate"]
+    assert gate.argmax(1).tolist() == [0, 2, 3]

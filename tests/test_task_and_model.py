@@ -12,7 +12,7 @@ from espnet2.asr.ctc import CTC
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 
 from espnet_plugins.asr.espnet_model import MoEASRModel
-from espnet_plugins.asr.moe_interface import AuxOutputMixin
+from espnet_plugins.train.router_only import freeze_all_but_router, router_only_train_mode
 from espnet_plugins.tasks.asr import LanguageLabelPreprocessor, MoEASRTask
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -30,7 +30,9 @@ def _print_config(monkeypatch, *argv):
 def test_print_config_has_our_model_and_lang_options(monkeypatch):
     conf = _print_config(monkeypatch, "--encoder", "conformer")
     assert conf["model"] == "moe_espnet"
-    assert conf["model_conf"]["lid_weight"] == 0.3 and conf["model_conf"]["ctc_weight"] == 0.5
+    # lid_weight: None = 0.3 with a router; set explicitly on a model without one, it warns
+    assert conf["model_conf"]["lid_weight"] is None and conf["model_conf"]["ctc_weight"] == 0.5
+    assert conf["model_conf"]["lid_loss"] == "ce"  # our keyword arguments are in the signature
     assert conf["encoder"] == "conformer" and conf["encoder_conf"]["num_blocks"] == 6
     assert "lang_list" in conf and conf["train_router_only"] is False
 
@@ -62,7 +64,7 @@ def test_language_labels_become_ids_and_unknown_languages_fail():
         pre("u3", {"lang": "xx"})
 
 
-class ToyRouterEncoder(AbsEncoder, AuxOutputMixin):
+class ToyRouterEncoder(AbsEncoder):
     """Identity-ish encoder with a linear language router, to test the model's aux path."""
 
     def __init__(self, input_size: int = 8, num_langs: int = 3):
@@ -77,9 +79,12 @@ class ToyRouterEncoder(AbsEncoder, AuxOutputMixin):
         return list(self.router.parameters())
 
     def forward(self, xs, ilens, prev_states=None):
-        self._set_aux({"lid_logits": self.router(xs), "lid_lengths": ilens,
-                       "load_balance": self.router.weight.pow(2).mean(), "route_frac_x": xs.new_tensor(0.5)})
-        return self.proj(xs), ilens, None
+        return self.forward_with_aux(xs, ilens)[:2] + (None,)
+
+    def forward_with_aux(self, xs, ilens):
+        return self.proj(xs), ilens, {"lid_logits": self.router(xs), "lid_lengths": ilens,
+                                      "load_balance": self.router.weight.pow(2).mean(),
+                                      "route_frac_x": xs.new_tensor(0.5)}
 
 
 def _toy_model(**kw):
@@ -165,7 +170,7 @@ def test_ctc_lid_loss_handles_code_switched_sequences():
 
 def test_router_only_training_needs_no_text_and_freezes_everything_else():
     model = _toy_model()
-    model.freeze_all_but_router()
+    freeze_all_but_router(model)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"encoder.router.weight", "encoder.router.bias"}
     b = _batch()
@@ -183,7 +188,7 @@ def test_stock_model_without_router_cannot_train_router_only():
     model = _toy_model()
     model.encoder.router_parameters = lambda: []
     with pytest.raises(ValueError, match="needs a model with a language router"):
-        model.freeze_all_but_router()
+        freeze_all_but_router(model)
 
 
 def test_build_model_injects_lang_list_and_keeps_it_portable(tmp_path):
@@ -216,8 +221,8 @@ def test_router_only_training_keeps_every_non_router_tensor_bit_identical():
     model = MoEASRModel(vocab_size=len(vocab), token_list=vocab, frontend=None, specaug=None, normalize=None,
                         preencoder=None, encoder=enc, postencoder=None, decoder=None, ctc=CTC(len(vocab), 16),
                         joint_network=None, ctc_weight=1.0, langs=["hi", "mr", "ta"])
-    model.freeze_all_but_router()
-    model.train()
+    freeze_all_but_router(model)
+    router_only_train_mode(model)  # what MoETrainer does before each batch
     before = {k: v.clone() for k, v in model.state_dict().items()}
     opt = torch.optim.Adam(model.parameters(), lr=0.1, weight_decay=0.1)
     b = _batch()
@@ -232,20 +237,16 @@ def test_router_only_training_keeps_every_non_router_tensor_bit_identical():
     assert model.encoder.router.training and not model.encoder.encoders[0].training
 
 
-def test_greedy_ctc_signals_count_collapsed_non_blank_tokens_in_valid_frames():
-    model = _toy_model()
-    best = torch.tensor([[0, 2, 2, 0, 2, 3, 3, 0],
-                         [3, 0, 3, 3, 2, 0, 2, 2]])  # blank 0
+def test_ctc_emission_counts_collapsed_non_blank_tokens_in_valid_frames():
+    model = _toy_model().train()
+    best = torch.tensor([[0, 2, 2, 0, 2, 3, 3, 0, 2, 2, 2, 2],
+                         [3, 0, 3, 3, 2, 0, 2, 2, 0, 3, 3, 2]])  # blank 0
     model.ctc.argmax = lambda hs: best
-    lens = torch.tensor([8, 5])  # utt 2: frames 5.. are padding
-    # utt 1 emits 2 2 3 vs ref 2 3 3 2: 1 sub + 1 del = 2 errors;
-    # utt 2 emits 3 3 2 (valid frames only) vs ref 3 2: 1 ins
-    text = torch.tensor([[2, 3, 3, 2], [3, 2, -1, -1]])
-    out = model.ctc_greedy_signals(torch.zeros(2, 8, 8), lens, text, torch.tensor([4, 2]))
-    assert float(out["ctc_emission"]) == pytest.approx(6 / 6)
-    assert float(out["ctc_cer"]) == pytest.approx(3 / 6)
-    only = model.ctc_greedy_signals(torch.zeros(2, 8, 8), lens, text, torch.tensor([4, 2]), ["ctc_emission"])
-    assert list(only) == ["ctc_emission"]
+    # utt 1 (12 frames) emits 2 2 3 2, utt 2 (9 valid frames) 3 3 2 2 (its padding would add 3 2)
+    _, stats, _ = model(**_batch())
+    assert float(stats["ctc_emission"]) == pytest.approx(8 / 4)  # per reference token (3 + 1)
+    _, stats, _ = model.eval()(**_batch())
+    assert "ctc_emission" not in stats  # a training statistic
 
 
 def test_stock_espnet_model_builds_through_our_task(tmp_path):

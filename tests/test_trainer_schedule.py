@@ -50,11 +50,14 @@ def test_specaug_is_off_before_the_start_iteration_and_on_after(lists):  # noqa:
         reporter.count += 1  # ESPnet's reporter.next() after each batch
         expected_calls = max(0, reporter.count - 2)
         assert model.specaug.calls == expected_calls
-    assert model.specaug_enabled
+    assert model.specaug.training
     # a resumed run (reporter count restored past the start) augments from its first batch
-    model.specaug_enabled = False
+    model.specaug.train(False)
     list(_SpecAugSchedule([batch(0)], model, FakeReporter(count=5), start=2))
-    assert model.specaug_enabled
+    assert model.specaug.training
+    # and a model in eval mode (validation) keeps it off
+    list(_SpecAugSchedule([batch(0)], model.eval(), FakeReporter(count=5), start=2))
+    assert not model.specaug.training
 
 
 def test_stock_model_with_a_schedule_is_a_clear_error():

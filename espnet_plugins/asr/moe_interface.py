@@ -1,38 +1,38 @@
-"""The contract between MoE modules (encoder / preencoder) and :class:`MoEASRModel`.
+"""What MoE modules (encoder / preencoder) return besides ESPnet's outputs, and the
+language prior they accept.
 
-ESPnet's ``AbsEncoder.forward`` returns ``(out, olens, states)`` only, so auxiliary
-outputs travel through a side channel: after each ``forward`` a module that mixes in
-:class:`AuxOutputMixin` stores a dict that the model collects with :meth:`pop_aux`.
-Keeping this out of the return value lets every module still satisfy the stock ESPnet
-contract (and be used by stock ESPnet code that knows nothing about MoE).
-
-Keys a module may put in its aux dict (all optional):
+ESPnet fixes ``AbsEncoder.forward`` to ``(out, olens, states)`` and
+``AbsPreEncoder.forward`` to ``(out, olens)``. Our modules keep that ``forward`` (stock
+ESPnet code can run them) and add ``forward_with_aux``, which returns the same plus an
+aux dict; ``forward`` wraps it and drops the dict. Keys a module may return:
 
 ``lid_logits``  Tensor [B, T, L]  language-router logits (pre-softmax), one row per frame
 ``lid_lengths`` Tensor [B]        valid frames per row of ``lid_logits``
-``expert_index`` Tensor [B, T]    expert chosen per frame (valid up to ``lid_lengths``), for analysis
-``load_balance`` scalar Tensor    load-balancing loss (already averaged), weighted by the model
-any other key    scalar Tensor    reported in ESPnet ``stats`` as-is (detached), e.g.
-                                  ``gate_entropy``, ``gate_mean_e0``
+``expert_index`` Tensor [B, T]    expert chosen per frame, for analysis
+``gate``        Tensor [B, M]     SMEAR utterance gate ḡ (detached), for analysis
+``load_balance`` scalar Tensor    load-balancing loss, weighted by the model
+any other key    scalar Tensor    reported in ESPnet ``stats`` (detached)
 """
 import logging
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+# Aux keys that are tensors for analysis, not statistics.
+ANALYSIS_KEYS = ("lid_logits", "lid_lengths", "expert_index", "gate")
 
-class AuxOutputMixin:
-    """Mixin for modules that report auxiliary losses / statistics after forward."""
 
-    _aux: Optional[Dict[str, torch.Tensor]] = None
-
-    def _set_aux(self, aux: Dict[str, torch.Tensor]) -> None:
-        self._aux = aux
-
-    def pop_aux(self) -> Dict[str, torch.Tensor]:
-        """Return the aux dict of the last forward and clear it (empty dict if none)."""
-        aux, self._aux = self._aux, None
-        return aux or {}
+def merge_aux(parts: Sequence[Tuple[str, Dict[str, torch.Tensor]]]) -> Dict[str, torch.Tensor]:
+    """Merge ``(module name, aux)`` dicts: ``load_balance`` terms add up, other
+    colliding keys get the module's name as a prefix."""
+    merged: Dict[str, torch.Tensor] = {}
+    for name, aux in parts:
+        for key, value in aux.items():
+            if key in merged and key == "load_balance":
+                merged[key] = merged[key] + value
+            else:
+                merged[key if key not in merged else f"{name}_{key}"] = value
+    return merged
 
 
 class LanguagePriorMixin:

@@ -78,10 +78,10 @@ class CTCGraph(torch.nn.Module):
             kwargs = {"ctc": self.ctc} if conditioning else {}
             enc, out_lengths, _ = self.encoder(feats, lengths, masks=pad, **kwargs)
         else:
-            enc, out_lengths, _ = self.encoder(feats, lengths)
+            enc, out_lengths, aux = self.encoder.forward_with_aux(feats, lengths)
         if isinstance(enc, tuple):  # (last block, intermediate outputs): decode the last
             enc = enc[0]
         log_probs = self.ctc.log_softmax(enc)
         if self.has_router:
-            return log_probs, out_lengths, self.encoder.pop_aux()["lid_logits"]
+            return log_probs, out_lengths, aux["lid_logits"]
         return log_probs, out_lengths

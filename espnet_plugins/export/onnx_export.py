@@ -41,8 +41,6 @@ def reference_log_probs(model, speech: torch.Tensor, lengths: torch.Tensor):
         enc, enc_lengths = model.encode(speech, lengths)
         if isinstance(enc, tuple):
             enc = enc[0]
-        if hasattr(model, "pop_aux"):
-            model.pop_aux()
         return model.ctc.log_softmax(enc), enc_lengths
 
 

@@ -5,7 +5,7 @@
 
 The graph (``python -m espnet_plugins.bin.export``) takes 16 kHz waveforms and
 returns CTC log-probabilities, so decoding is greedy CTC in numpy
-(:func:`ctc_greedy_numpy`: arg-max per frame, merge repeats, drop blanks) and the
+(:func:`~espnet_plugins.inference.ctc_decoding.ctc_greedy`, on numpy arrays) and the
 token list written beside the model (``tokens.txt``). Text is the tokens joined,
 with ``<space>`` (char tokens) or ``▁`` (sentencepiece) as word separators, which is
 what ESPnet's tokenizers give for these token types. Audio is read with
@@ -27,16 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-
-def ctc_greedy_numpy(log_probs: np.ndarray, lengths: Sequence[int], blank: int = 0) -> List[List[int]]:
-    """log_probs [B, T, V], lengths [B] -> token ids per utterance."""
-    hyps = []
-    for row, n in zip(log_probs.argmax(-1), lengths):
-        best = row[: int(n)]
-        keep = np.ones(len(best), dtype=bool)
-        keep[1:] = best[1:] != best[:-1]
-        hyps.append(best[keep & (best != blank)].tolist())
-    return hyps
+from espnet_plugins.inference.ctc_decoding import ctc_greedy, utterance_log_posterior
 
 
 def tokens_to_text(tokens: Sequence[str], token_type: str) -> str:
@@ -101,14 +92,15 @@ class OnnxSpeech2Text:
             speech[row, : lengths[i]] = waves[i]
         outputs = self.session.run(None, {"speech": speech, "speech_lengths": lengths[index]})
         log_probs, out_lengths = outputs[0], outputs[1]
-        hyps = ctc_greedy_numpy(log_probs, out_lengths, self.blank_id)
+        hyps = ctc_greedy(log_probs, out_lengths, self.blank_id)
+        langs = None
+        if len(outputs) > 2 and self.router_langs:
+            langs = utterance_log_posterior(outputs[2], out_lengths).argmax(-1)
         for row, (i, ids) in enumerate(zip(index, hyps)):
             text = tokens_to_text([self.tokens[t] for t in ids], self.token_type)
             results[i] = {"text": text, "token_ids": ids, "lang": None}
-            if len(outputs) > 2 and self.router_langs:
-                logits = outputs[2][row, : out_lengths[row]]
-                logp = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
-                results[i]["lang"] = self.router_langs[int(logp.mean(0).argmax())]
+            if langs is not None:
+                results[i]["lang"] = self.router_langs[int(langs[row])]
         return results
 
     def __call__(self, wave: np.ndarray) -> Dict:

@@ -18,7 +18,7 @@ from espnet2.text.token_id_converter import TokenIDConverter
 from espnet2.legacy.nets.pytorch_backend.transformer.subsampling import TooShortUttError
 
 from espnet_plugins.asr.moe_interface import require_language_prior_modules, set_model_language_prior
-from espnet_plugins.inference.ctc_decoding import ctc_greedy
+from espnet_plugins.inference.ctc_decoding import ctc_greedy, utterance_log_posterior
 from espnet_plugins.tasks.asr import MoEASRTask
 
 DECODING_METHODS = ("ctc_greedy", "ctc_prefix_beam")
@@ -118,9 +118,6 @@ class Speech2Text:
                 return True
             except (TooShortUttError, RuntimeError):
                 return False
-            finally:
-                if hasattr(self.model, "pop_aux"):
-                    self.model.pop_aux()
 
         hi = 64
         while not ok(hi):
@@ -170,10 +167,12 @@ class Speech2Text:
                            if keep else [])
             return [next(decoded) if k else Result("", [], []) for k in long_enough]
         speech, lengths = speech.to(self.device), lengths.to(self.device)
-        enc, enc_lens = self.model.encode(speech, lengths)
+        if hasattr(self.model, "encode_with_aux"):
+            enc, enc_lens, aux = self.model.encode_with_aux(speech, lengths)
+        else:  # a stock ESPnet model
+            (enc, enc_lens), aux = self.model.encode(speech, lengths), {}
         if isinstance(enc, tuple):
             enc = enc[0]
-        aux = self.model.pop_aux() if hasattr(self.model, "pop_aux") else {}
         log_probs = self.model.ctc.log_softmax(enc)
         langs, posts = self._utterance_langs(aux, len(log_probs))
         beams = [None] * len(log_probs)
@@ -186,7 +185,7 @@ class Speech2Text:
             split = self.tokenizer.text2tokens if self.tokenizer is not None else list
             hyps = [self.converter.tokens2ids(split(nb[0].text)) for _, nb in beams]
         route = self._route_fractions(aux, len(hyps))
-        gate = getattr(self.model.preencoder, "last_gate", None)
+        gate = aux.get("gate")
         results = []
         for i, ids in enumerate(hyps):
             tokens = self.converter.ids2tokens(ids)
@@ -233,7 +232,6 @@ class Speech2Text:
         if "expert_index" not in aux:
             return [None] * batch_size
         index, lengths = aux["expert_index"], aux["lid_lengths"]
-        # lid_logits may be absent (a model saved during its dense warm-up, router idle)
         num_experts = sum(1 for key in aux if key.startswith("route_frac_"))
         valid = torch.arange(index.size(1), device=index.device)[None, :] < lengths[:, None]
         counts = torch.nn.functional.one_hot(index, num_experts).mul(valid[..., None]).sum(1).float()
@@ -261,8 +259,5 @@ class Speech2Text:
         """Utterance language = arg-max of the router's mean log-posterior over valid frames."""
         if "lid_logits" not in aux or not self.langs:
             return [None] * batch_size, [None] * batch_size
-        logits, lengths = aux["lid_logits"], aux["lid_lengths"]
-        valid = (torch.arange(logits.size(1), device=logits.device)[None, :] < lengths[:, None]).float()
-        mean_logp = (logits.log_softmax(-1) * valid[..., None]).sum(1) / valid.sum(1, keepdim=True).clamp(min=1)
-        post = mean_logp.softmax(-1)
+        post = utterance_log_posterior(aux["lid_logits"], aux["lid_lengths"]).softmax(-1)
         return [self.langs[i] for i in post.argmax(-1).tolist()], post.tolist()

@@ -31,6 +31,7 @@ from typeguard import typechecked
 from espnet_plugins.asr.espnet_model import MoEASRModel
 from espnet_plugins.train.auto_schedule import resolve_auto_schedule
 from espnet_plugins.train.sortagrad import SortaGradIterFactory
+from espnet_plugins.train.router_only import freeze_all_but_router
 from espnet_plugins.train.trainer import MoETrainer
 
 LANG_KEY = "lang"
@@ -57,6 +58,17 @@ def _method_modules() -> None:
     _REGISTRY.setdefault("frontend_choices", {})["hf_encoder"] = HFEncoderFrontend
 
 
+def _publish_signature(cls: type) -> None:
+    """Give a model class whose ``__init__`` takes ``*args, **kwargs`` for ESPnet's
+    arguments one signature (ESPnet's + its own keyword arguments): ``--print_config``
+    and config checks read ``inspect.signature(__init__)``."""
+    init = cls.__init__
+    parent = list(inspect.signature(cls.__mro__[1].__init__).parameters.values())
+    own = [p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD)
+           for p in inspect.signature(init).parameters.values() if p.kind == inspect.Parameter.KEYWORD_ONLY]
+    init.__signature__ = inspect.signature(init).replace(parameters=parent + own)
+
+
 def register() -> None:
     """Add this package's classes to ESPnet's ASR ClassChoices (idempotent)."""
     for choices_name, classes in _REGISTRY.items():
@@ -69,6 +81,7 @@ def register() -> None:
 
 _method_modules()
 register()
+_publish_signature(MoEASRModel)
 
 
 def read_lang_list(lang_list: Union[str, Sequence[str]]) -> List[str]:
@@ -220,7 +233,7 @@ class MoEASRTask(ASRTask):
                 _inject_langs(args, name, langs)
         model = super().build_model(args)
         if getattr(args, "train_router_only", False):
-            model.freeze_all_but_router()
+            freeze_all_but_router(model)  # MoETrainer keeps the frozen part in eval mode
         return model
 
 

@@ -1,5 +1,5 @@
-"""``MoETrainer``: ESPnet's trainer plus a SpecAugment schedule, SortaGrad and a plateau
-warning.
+"""``MoETrainer``: ESPnet's trainer plus a SpecAugment schedule, router-only training,
+a non-finite-step guard, SortaGrad and a plateau warning.
 
 ESPnet applies SpecAugment from the first update. A pure-CTC model trained on small
 batches first sits on the blank plateau (it emits nothing); masking its input there
@@ -8,6 +8,14 @@ iterations without SpecAugment and with it afterwards: augmentation once CTC emi
 tokens. The schedule lives in the trainer (not in a module's config) and counts
 training iterations (batches) the way ESPnet's reporter does, so it resumes with the
 checkpoint and the same N means the same point in the logs and in TensorBoard.
+
+``--train_router_only`` (router augmentation; the task freezes every parameter but the
+routers'): frozen modules run in eval mode, while SpecAugment and the guard below apply.
+
+Non-finite steps: a training batch whose loss is NaN/inf (corrupt audio, an exploding
+step) gets its BatchNorm running statistics restored, a warning with the running count,
+and the stat ``nonfinite_step`` = 1 (its epoch mean is the fraction of such steps).
+ESPnet's trainer then sees a non-finite gradient norm and skips the optimizer step.
 
 ``--sortagrad_epochs N`` (SortaGrad, the task's training iterator: see
 :class:`espnet_plugins.train.sortagrad.SortaGradIterFactory`) orders the first N epochs'
@@ -37,7 +45,7 @@ import argparse
 import contextlib
 import dataclasses
 import logging
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, List
 
 import torch
 
@@ -46,12 +54,15 @@ from espnet2.train.trainer import Trainer, TrainerOptions
 from espnet2.utils.build_dataclass import build_dataclass
 from typeguard import typechecked
 
+from espnet_plugins.train.router_only import router_only_train_mode
+
 
 @dataclasses.dataclass
 class MoETrainerOptions(TrainerOptions):
     specaug_start_iter: int = 0
     plateau_warn_iter: int = 400
     sortagrad_epochs: int = 0
+    train_router_only: bool = False
 
 
 SCHEDULE_MESSAGE = (
@@ -165,15 +176,17 @@ class MoETrainer(Trainer):
                         options, distributed_option) -> bool:
         start = getattr(options, "specaug_start_iter", 0)
         inner = model.module if hasattr(model, "module") else model  # DDP / DataParallel
-        if start > 0 and not hasattr(inner, "specaug_enabled"):
+        if start > 0 and not hasattr(inner, "encode_with_aux"):
             raise ValueError(
                 f"--specaug_start_iter {start} needs model: moe_espnet (the default), which can "
                 f"switch SpecAugment; {type(inner).__name__} cannot. Set specaug_start_iter: 0"
             )
+        if getattr(options, "train_router_only", False):
+            iterator = _BeforeEachBatch(iterator, lambda: router_only_train_mode(inner))
         if start > 0 and getattr(inner, "specaug", None) is not None:
             iterator = _SpecAugSchedule(iterator, inner, reporter, start)
         try:
-            with cpu_autocast(model, options):
+            with cpu_autocast(model, options), NonFiniteGuard.around(model, inner):
                 return super().train_one_epoch(
                     model=model, iterator=iterator, optimizers=optimizers, schedulers=schedulers,
                     scaler=scaler, reporter=reporter, summary_writer=summary_writer,
@@ -204,23 +217,99 @@ def cpu_autocast(model: torch.nn.Module, options):
         del model.forward
 
 
-class _SpecAugSchedule:
-    """Iterator wrapper: before each batch, switch the model's SpecAugment on or off by
-    the reporter's iteration count (batches finished so far, over all epochs)."""
+class _BeforeEachBatch:
+    """Iterator wrapper: calls ``hook()`` before yielding each batch (after ESPnet's
+    ``model.train()`` at the start of the epoch)."""
 
-    def __init__(self, iterator: Iterable, model, reporter, start: int):
-        self.iterator, self.model, self.reporter, self.start = iterator, model, reporter, start
+    def __init__(self, iterator: Iterable, hook: Callable[[], None]):
+        self.iterator, self.hook = iterator, hook
 
     def __len__(self):
         return len(self.iterator)
 
     def __iter__(self) -> Iterator:
         for batch in self.iterator:
-            on = self.reporter.get_total_count() >= self.start
-            if on != self.model.specaug_enabled:
-                logging.info(
-                    f"SpecAugment {'on' if on else 'off'} from iteration "
-                    f"{self.reporter.get_total_count()} (--specaug_start_iter {self.start})"
-                )
-                self.model.specaug_enabled = on
+            self.hook()
             yield batch
+
+
+class _SpecAugSchedule(_BeforeEachBatch):
+    """Before each batch, SpecAugment's module is put in training mode (applied) or eval
+    mode (skipped by :meth:`MoEASRModel.encode_with_aux`) by the reporter's iteration
+    count (batches finished so far, over all epochs)."""
+
+    def __init__(self, iterator: Iterable, model, reporter, start: int):
+        super().__init__(iterator, self._switch)
+        self.model, self.reporter, self.start = model, reporter, start
+        self._on = None
+
+    def _switch(self) -> None:
+        on = self.reporter.get_total_count() >= self.start
+        if on != self._on:
+            logging.info(
+                f"SpecAugment {'on' if on else 'off'} from iteration "
+                f"{self.reporter.get_total_count()} (--specaug_start_iter {self.start})"
+            )
+            self._on = on
+        self.model.specaug.train(on and self.model.training)
+
+
+class NonFiniteGuard:
+    """Wraps a model's training forward: after a non-finite loss, restores the BatchNorm
+    running statistics that forward updated, counts and warns, and adds the stat
+    ``nonfinite_step`` (0 or 1, shaped [1] like ESPnet's gathered stats)."""
+
+    def __init__(self, forward: Callable, model: torch.nn.Module):
+        self.forward, self.model = forward, model
+        self.num_nonfinite_steps = 0
+
+    @classmethod
+    @contextlib.contextmanager
+    def around(cls, wrapper: torch.nn.Module, model: torch.nn.Module):
+        """Guard ``wrapper``'s forward (a DDP wrapper, or ``model`` itself) for a block."""
+        shadowed = wrapper.__dict__.get("forward")  # cpu_autocast's, if active
+        guard = cls(wrapper.forward, model)
+        wrapper.forward = guard  # an instance attribute shadows the class's forward
+        try:
+            yield guard
+        finally:
+            if shadowed is None:
+                del wrapper.forward
+            else:
+                wrapper.forward = shadowed
+
+    def running_stat_buffers(self) -> List[torch.Tensor]:
+        """Buffers a training forward updates in place (BatchNorm running mean/var/count);
+        listed per call, since .to()/.cuda() replace buffer objects."""
+        return [
+            b
+            for m in self.model.modules()
+            if isinstance(m, torch.nn.modules.batchnorm._NormBase) and m.track_running_stats
+            for b in m.buffers(recurse=False)
+            if b is not None
+        ]
+
+    def __call__(self, *args, **kwargs):
+        if not self.model.training:
+            return self.forward(*args, **kwargs)
+        buffers = self.running_stat_buffers()
+        saved = [b.clone() for b in buffers]
+        loss, stats, weight = self.forward(*args, **kwargs)
+        finite = bool(torch.isfinite(loss).all())
+        if not finite:
+            # Through .data: batch norm saved these buffers for its backward; a versioned
+            # in-place write would make loss.backward() raise.
+            for buf, old in zip(buffers, saved):
+                buf.data.copy_(old)
+            self.num_nonfinite_steps += 1
+            terms = ", ".join(
+                f"{k}={float(v):.4g}" for k, v in stats.items() if k.startswith("loss") and v is not None
+            )
+            logging.warning(
+                f"non-finite training loss ({float(loss.detach())}; {terms}) for a batch of "
+                f"{int(weight)} utterances: normalisation statistics restored, the optimizer "
+                f"step is skipped ({self.num_nonfinite_steps} such steps in this run so far). "
+                "Many of them point to corrupt audio (NaN samples) or too high a learning rate."
+            )
+        stats["nonfinite_step"] = loss.new_tensor([0.0 if finite else 1.0])
+        return loss, stats, weight

@@ -35,7 +35,7 @@ from espnet_plugins.asr.moe.language_router import LanguageRouter
 from espnet_plugins.asr.moe.masked_convolution import MaskedConvolutionModule
 from espnet_plugins.asr.moe.moe_attention import MoERelPositionMultiHeadedAttention
 from espnet_plugins.asr.moe.moe_feed_forward import MoEFeedForward
-from espnet_plugins.asr.moe_interface import AuxOutputMixin, LanguagePriorMixin
+from espnet_plugins.asr.moe_interface import LanguagePriorMixin
 
 # input_layer -> (ESPnet subsampling class, its time convolutions as (kernel, stride)).
 # Output lengths are computed from these arithmetically: ESPnet derives them by
@@ -50,7 +50,7 @@ SUBSAMPLING = {
 }
 
 
-class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
+class BLRMoEEncoder(AbsEncoder, LanguagePriorMixin):
     """BLR-MoE / LR-MoE Conformer (or Transformer) encoder.
 
     Layout: ``input_layer`` -> ``num_shared_blocks`` dense blocks -> LanguageRouter
@@ -316,16 +316,20 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
         ilens: torch.Tensor,
         prev_states: torch.Tensor = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-        """Encode a padded batch.
+        """ESPnet's encoder contract: :meth:`forward_with_aux` without the aux dict."""
+        out, olens, _ = self.forward_with_aux(xs_pad, ilens)
+        return out, olens, None
 
-        Args:
-            xs_pad: [B, T, input_size].
-            ilens: [B] valid input frames.
-            prev_states: unused (ESPnet contract).
+    def forward_with_aux(
+        self, xs_pad: torch.Tensor, ilens: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, torch.Tensor]]:
+        """Encode a padded batch [B, T, input_size] with valid lengths [B].
 
         Returns:
-            [B, T', output_size], output lengths [B], None; with ``interctc_layer_idx``
-            the first is ``(output, [(block, normalised block output), ...])``.
+            [B, T', output_size] (with ``interctc_layer_idx``: ``(output, [(block,
+            normalised block output), ...])``), output lengths [B], and the aux dict
+            (``moe_interface``): ``lid_logits``, ``lid_lengths`` and, with MoE blocks,
+            ``expert_index`` and ``route_frac_<lang>``.
         """
         if self._time_convs:
             too_short, limit = check_short_utt(self.embed, xs_pad.size(1))
@@ -367,10 +371,9 @@ class BLRMoEEncoder(AbsEncoder, AuxOutputMixin, LanguagePriorMixin):
             fractions = route_fractions(plan)
             for e in range(self.num_experts):
                 aux[f"route_frac_{self._expert_name(e)}"] = fractions[e]
-        self._set_aux(aux)
         if intermediate:
-            return (self.after_norm(x), intermediate), olens, None
-        return self.after_norm(x), olens, None
+            return (self.after_norm(x), intermediate), olens, aux
+        return self.after_norm(x), olens, aux
 
     # Buffers of the removed warm-up state machine (start rules, step counter): dropped
     # on load, so exp dirs trained before its removal still decode.

@@ -180,7 +180,4 @@ class FrozenEncoderFrontend(AbsFrontend):
             encoder_out, encoder_out_lens = self.asr_model.encode(input, input_lengths)
         if isinstance(encoder_out, tuple):  # interCTC: (final, intermediates)
             encoder_out = encoder_out[0]
-        if hasattr(self.asr_model, "pop_aux"):
-            # A MoE base reports routing aux; frozen, it must not reach parent stats.
-            self.asr_model.pop_aux()
         return encoder_out, encoder_out_lens

@@ -6,6 +6,7 @@ import torch
 from espnet2.legacy.nets.pytorch_backend.transformer.layer_norm import LayerNorm
 
 from espnet_plugins.asr.moe.masked_convolution import masked_batch_norm
+from espnet_plugins.inference.ctc_decoding import utterance_log_posterior
 
 # Logit offset of pruned languages under a hard prior: dwarfs any real logit gap.
 HARD_PRIOR_PENALTY = -1e4
@@ -234,9 +235,5 @@ class LanguageRouter(torch.nn.Module):
             logits = logits.masked_fill(~self.prior_allowed, -math.inf)
         if self.granularity == "frame":
             return logits.argmax(-1)
-        log_probs = torch.log_softmax(logits, dim=-1).masked_fill(
-            ~valid.unsqueeze(-1), 0.0
-        )
-        # The mean and the sum over valid frames have the same arg-max.
-        utterance = log_probs.sum(1).argmax(-1)
+        utterance = utterance_log_posterior(logits, valid.sum(1)).argmax(-1)
         return utterance.unsqueeze(1).expand(-1, logits.size(1))

@@ -6,7 +6,7 @@ import torch
 from typeguard import typechecked
 
 from espnet2.asr.preencoder.abs_preencoder import AbsPreEncoder
-from espnet_plugins.asr.moe_interface import AuxOutputMixin, LanguagePriorMixin
+from espnet_plugins.asr.moe_interface import LanguagePriorMixin
 from espnet_plugins.asr.preencoder.conv1d_downsampler import Conv1dDownsampler
 from espnet_plugins.asr.preencoder.expert_mlp_bank import ExpertMLPBank
 from espnet_plugins.asr.preencoder.utterance_gate import UtteranceGate
@@ -24,7 +24,7 @@ class _ZeroInitEmbedding(torch.nn.Embedding):
         torch.nn.init.zeros_(self.weight)
 
 
-class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
+class SmearProjector(AbsPreEncoder, LanguagePriorMixin):
     """Conv1D downsampler -> utterance gate -> M expert MLPs merged per utterance.
 
     SMEAR-MoE (soft merging of experts with adaptive routing, Muqeeth, Liu & Raffel
@@ -45,12 +45,11 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
     ``hard_topk`` (the ``top_k`` experts with the largest ḡ per utterance, outputs
     weighted by their gates; only those experts get gradient; no capacity limit).
 
-    After each forward, gated variants store for :class:`MoEASRModel` (see
+    :meth:`forward_with_aux` of gated variants returns (see
     :mod:`espnet_plugins.asr.moe_interface`): ``load_balance`` (weighted in the
     model by ``model_conf.load_balance_weight``), ``gate_entropy`` (mean entropy of
-    ḡ, nats) and ``gate_mean_e{m}`` (batch-mean ḡ_m); and ``self.last_gate`` holds ḡ
-    (detached) for routing analysis. ``monolithic`` and ``dense_ensemble`` report
-    nothing and leave ``last_gate`` None.
+    ḡ, nats), ``gate_mean_e{m}`` (batch-mean ḡ_m) and ``gate`` (ḡ, detached).
+    ``monolithic`` and ``dense_ensemble`` return an empty dict.
 
     Load balancing works on utterances, the unit SMEAR routes:
     ``mse`` = mean_m (mean_b ḡ_bm - 1/M)², as in the authors' code, 0 iff the batch
@@ -174,7 +173,6 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
                     f"== input_size (got {output_size} and {input_size}); set "
                     "residual: false or change them"
                 )
-        self.last_gate: Optional[torch.Tensor] = None
         self._setup_conditioning(langs, gate_conditioning, language_families, condition_dropout)
 
         shared = sum(p.numel() for p in self.downsampler.parameters())
@@ -203,7 +201,6 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
         self.gate_conditioning = mode
         self.langs = list(langs) if langs is not None else None
         self.condition_dropout = dropout
-        self._batch_condition: Optional[torch.Tensor] = None
         self._prior_condition: Optional[int] = None
         self.condition_bias: Optional[torch.nn.Embedding] = None
         if mode == "none":
@@ -239,10 +236,6 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
             "_lang_to_condition", torch.tensor(lang_to_condition), persistent=False
         )
 
-    def set_gate_condition(self, lang_ids: Optional[torch.Tensor]) -> None:
-        """Language ids [B] (``-1``: unknown) for the next forward only (the model's labels)."""
-        self._batch_condition = lang_ids
-
     def set_language_prior(
         self,
         allowed: Optional[Sequence[int]],
@@ -270,11 +263,12 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
     def applies_language_prior(self) -> bool:
         return self.condition_bias is not None
 
-    def _condition_logit_bias(self, batch_size: int, device) -> Optional[torch.Tensor]:
+    def _condition_logit_bias(
+        self, batch_size: int, device, labels: Optional[torch.Tensor]
+    ) -> Optional[torch.Tensor]:
         if self.condition_bias is None:
             return None
         unknown = len(self.condition_names)
-        labels, self._batch_condition = self._batch_condition, None
         if labels is not None:
             labels = labels.to(device)
             cond = torch.where(
@@ -294,17 +288,31 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
     def forward(
         self, input: torch.Tensor, input_lengths: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Project ``input`` [B, T, D_in] -> ([B, T // r, D_out], lengths [B]).
+        """ESPnet's preencoder contract: :meth:`forward_with_aux` without the aux dict."""
+        y, lengths, _ = self.forward_with_aux(input, input_lengths)
+        return y, lengths
 
+    def forward_with_aux(
+        self,
+        input: torch.Tensor,
+        input_lengths: torch.Tensor,
+        lang: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, torch.Tensor]]:
+        """Project ``input`` [B, T, D_in] -> ([B, T // r, D_out], lengths [B], aux).
+
+        ``lang`` [B] (``-1``: unknown): each utterance's language for a conditioned
+        gate (training labels); None: the language prior's condition, else unknown.
         Output frames past each utterance's length are zero.
         """
         x, lengths = self.downsampler(input, input_lengths)
+        aux: Dict[str, torch.Tensor] = {}
         if self.variant == "monolithic":
             y = self.experts.forward_expert(x, 0)
         elif self.variant == "dense_ensemble":
             y = self.experts.forward_mean(x)
         else:
-            gate = self.gate(x, lengths, self._condition_logit_bias(x.size(0), x.device))
+            bias = self._condition_logit_bias(x.size(0), x.device, lang)
+            gate = self.gate(x, lengths, bias)
             if self.variant == "smear":
                 y = self.experts.forward_merged(x, gate)
                 routed = gate.argmax(dim=1, keepdim=True)  # f_m of the switch loss
@@ -313,13 +321,12 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
                 if self.topk_renormalize:
                     top_gate = top_gate / top_gate.sum(dim=1, keepdim=True)
                 y = self.experts.forward_selected(x, routed, top_gate)
-            self.last_gate = gate.detach()
-            self._set_aux(self._gate_stats(gate, routed))
+            aux = self._gate_stats(gate, routed)
         if self.residual:
             y = y + input
         # The biases would otherwise leave nonzero values at padded frames.
         valid = torch.arange(y.size(1), device=y.device) < lengths.unsqueeze(1)
-        return y * valid.unsqueeze(2).to(y.dtype), lengths
+        return y * valid.unsqueeze(2).to(y.dtype), lengths, aux
 
     def _gate_stats(
         self, gate: torch.Tensor, routed: torch.Tensor
@@ -335,7 +342,7 @@ class SmearProjector(AbsPreEncoder, AuxOutputMixin, LanguagePriorMixin):
             fraction = counts / routed.numel()  # f_m, not differentiable by design
             load_balance = self.num_experts * (fraction * mean_gate).sum()
         entropy = -(gate * gate.clamp_min(1e-12).log()).sum(dim=1).mean()
-        stats = {"load_balance": load_balance, "gate_entropy": entropy.detach()}
+        stats = {"load_balance": load_balance, "gate_entropy": entropy.detach(), "gate": gate.detach()}
         for m in range(self.num_experts):
             stats[f"gate_mean_e{m}"] = mean_gate[m].detach()
         return stats
