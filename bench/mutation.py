@@ -34,6 +34,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Test files written to kill survivors (issue 32); a group runs those that exist (mutmut maps each
+# test to the functions it reaches, so a file only costs time for the mutants it touches).
+NEW_TESTS = {
+    "asr": ["tests/test_language_prior_values.py", "tests/test_lid_loss_values.py",
+            "tests/test_expert_bank_init_values.py", "tests/test_frozen_frontend_base_rate.py",
+            "tests/test_smear_conditioning_checks.py", "tests/test_smear_switch_balance_values.py",
+            "tests/test_traced_dispatch_values.py", "tests/test_hf_frontend_waveform_values.py"],
+    "inference": [],
+    "score": [],
+}
 # group -> (source dir copied to mutants/, glob of files to mutate, test files, deselected tests)
 GROUPS = {
     "asr": (
@@ -41,21 +51,28 @@ GROUPS = {
         ["espnet_plugins/asr/*"],
         ["tests/test_task_and_model.py", "tests/test_blr_moe.py", "tests/test_smear_projector.py",
          "tests/test_dispatch.py", "tests/test_masked_convolution.py", "tests/test_language_prior.py",
-         "tests/test_frozen_frontend.py"],
+         "tests/test_frozen_frontend.py", "tests/test_faults.py", "tests/test_review_defects.py",
+         "tests/test_lid_loss_norm.py", "tests/test_router_conv_norm.py", "tests/test_router_linear_skip.py",
+         "tests/test_hf_encoder_frontend.py", "tests/test_export.py::test_traced_dispatch_plan_equals_dense_oracle",
+         *NEW_TESTS["asr"]],
         # subprocess-only (nothing in-process to map to a mutant) and slow
-        ["tests/test_task_and_model.py::test_print_config_cli_resolves_plugin_names"],
+        ["tests/test_task_and_model.py::test_print_config_cli_resolves_plugin_names",
+         "tests/test_faults.py::test_training_skips_a_nan_batch_and_saves_only_finite_weights",
+         "tests/test_faults.py::test_kill_minus_9_mid_epoch_then_rerun_resumes_from_the_last_checkpoint",
+         "tests/test_review_defects.py::test_router_augmentation_config_applies_specaug_from_the_first_update",
+         "tests/test_review_defects.py::test_smear_projector_with_downsample_rate_5_loads_decodes_and_exports"],
     ),
     "inference": (
         "espnet_plugins",
         ["espnet_plugins/inference/*"],
-        ["tests/test_ctc_decoding.py", "tests/test_language_prior.py", "tests/test_speech2text.py"],
+        ["tests/test_ctc_decoding.py", "tests/test_language_prior.py", "tests/test_lm_decoding.py", *NEW_TESTS["inference"]],
         [],
     ),
     "score": (
         "local",
         ["local/score.py"],
-        ["tests/test_scoring.py"],
-        [],
+        ["tests/test_scoring.py", *NEW_TESTS["score"]],
+        ["tests/test_scoring.py::test_cli_subprocess"],  # runs score.py in a subprocess: no mutant there
     ),
 }
 # Parts of the tree the tests read besides the source dir and tests/.
@@ -65,7 +82,7 @@ SNAPSHOT_FILES = ["egs/indic_synth/asr1/run.sh", "egs/indic_synth/asr1/cmd.sh", 
 STATUS_RE = re.compile(r"^\s*(\S+__mutmut_\d+): (.+)$")
 
 
-def snapshot(group: str, workdir: Path, fresh: bool) -> Path:
+def snapshot(group: str, workdir: Path, fresh: bool, parts=None) -> Path:
     """Copy the working tree's files into ``workdir/group`` (keeping mutmut's state)."""
     source, mutate, tests, deselect = GROUPS[group]
     gdir = workdir / group
@@ -73,7 +90,7 @@ def snapshot(group: str, workdir: Path, fresh: bool) -> Path:
         shutil.rmtree(gdir)
     gdir.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "results", ".mutmut", "data", "dump", "exp")
-    for rel in SNAPSHOT + SNAPSHOT_FILES:
+    for rel in parts or SNAPSHOT + SNAPSHOT_FILES:
         src, dst = ROOT / rel, gdir / rel
         if not src.exists():
             continue
@@ -86,7 +103,7 @@ def snapshot(group: str, workdir: Path, fresh: bool) -> Path:
             shutil.copy2(src, dst)
     # mutmut copies tests/ anew on every run and regenerates the mutants of a source file
     # newer than its copy (copy2 keeps mtimes, so unchanged files keep their results).
-    tests = [t for t in tests if (ROOT / t).exists()]
+    tests = [t for t in tests if (ROOT / t.split("::")[0]).exists()]
     also = [p for p in SNAPSHOT + SNAPSHOT_FILES if p not in (source, "tests")]
     lines = ["[mutmut]", f"source_paths = {source}", "only_mutate ="]
     lines += [f"    {p}" for p in mutate]
@@ -97,7 +114,144 @@ def snapshot(group: str, workdir: Path, fresh: bool) -> Path:
         lines += ["    --deselect", f"    {d}"]
     lines += ["use_git_change_detection = false", ""]
     (gdir / "setup.cfg").write_text("\n".join(lines))
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", source], cwd=ROOT, capture_output=True,
+                           text=True).stdout
+    (gdir / "SOURCES").write_text(f"{head.strip()}{' + uncommitted changes' if dirty.strip() else ''}\n")
     return gdir
+
+
+def refresh_tests(group: str, workdir: Path) -> Path:
+    """Copy the new test files and the group's config into an existing snapshot, keeping its sources and
+    the other tests (those of the working tree may already follow a refactor the sources do not have)."""
+    sources = (workdir / group / "SOURCES").read_text()
+    gdir = snapshot(group, workdir, fresh=False, parts=[t for t in NEW_TESTS[group] if (ROOT / t).exists()])
+    (gdir / "SOURCES").write_text(sources)
+    return gdir
+
+
+_GENERATE = r"""
+import json
+from pathlib import Path
+from mutmut.__main__ import (copy_also_copy_files, copy_src_dir, create_mutants, set_mutant_under_test,
+                             setup_source_paths, store_lines_covered_by_tests)
+from mutmut.configuration import config
+config()
+set_mutant_under_test("mutant_generation")
+Path("mutants").mkdir(exist_ok=True)
+copy_src_dir(); copy_also_copy_files(); setup_source_paths(); store_lines_covered_by_tests(); create_mutants(1)
+out = {}
+for meta in Path("mutants").rglob("*.meta"):
+    out[str(meta)] = json.loads(meta.read_text()).get("exit_code_by_key", {})
+print(json.dumps(out))
+"""
+
+
+def generate(gdir: Path) -> dict:
+    """Generate the mutants of changed sources (as ``mutmut run`` would) -> {meta file: {mutant: exit code}}."""
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    out = subprocess.run([sys.executable, "-c", _GENERATE], cwd=gdir, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"mutant generation in {gdir} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def sampled(name: str, digits: str) -> bool:
+    """The deterministic sample: a mutant is in it when its per-function number ends in one of ``digits``."""
+    return not digits or name.rsplit("_", 1)[-1][-1] in digits
+
+
+def restore(gdir: Path, before: dict, ran) -> int:
+    """Put back the verdicts a config change reset (mutmut forgets all results when the test selection
+    changes), except for the mutants just run and 'no tests' (new test files may reach them now).
+    Sound for killed mutants: more tests still kill them; survivors are put back only if not rerun."""
+    ran, count = set(ran), 0
+    for meta, codes in before.items():
+        path = gdir / meta
+        if not path.exists():
+            continue
+        data = json.loads(path.read_text())
+        now = data.get("exit_code_by_key", {})
+        changed = False
+        for key, code in codes.items():
+            if code is not None and code != 33 and key in now and now[key] is None and key not in ran:
+                now[key] = code
+                changed = True
+                count += 1
+        if changed:
+            path.write_text(json.dumps(data, indent=4))
+    return count
+
+
+_QUICK = r"""
+import json, os, signal, sys
+os.environ["MUTANT_UNDER_TEST"] = ""
+sys.path.insert(0, os.getcwd())
+import pytest
+plan, timeout = json.loads(sys.argv[1]), int(sys.argv[2])
+opts = ["-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-o", "addopts="]
+every = sorted({t for tests in plan.values() for t in tests})
+rc = pytest.main([*every, *opts])
+import espnet_plugins
+assert os.path.abspath(espnet_plugins.__file__).startswith(os.getcwd()), espnet_plugins.__file__
+if rc != 0:
+    raise SystemExit(f"the tests fail without a mutant (exit {rc})")
+out = {}
+for name, tests in plan.items():
+    pid = os.fork()
+    if pid == 0:
+        os.environ["MUTANT_UNDER_TEST"] = name
+        signal.alarm(timeout)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1), os.dup2(devnull, 2)
+        os._exit(int(pytest.main([*tests, *opts])))
+    _, status = os.waitpid(pid, 0)
+    out[name] = os.waitstatus_to_exitcode(status)
+    print(name, out[name], file=sys.stderr, flush=True)
+print(json.dumps(out))
+"""
+
+
+def log_run(gdir: Path, text: str) -> None:
+    with open(gdir / "RUNS", "a") as f:
+        f.write(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC: {text}\n")
+
+
+def quick_retest(group: str, gdir: Path, names, specs, timeout: int = 300) -> dict:
+    """Run fast tests against each mutant in ``names`` in forks of one process that imported everything
+    once (mutmut's own run starts several pytest processes: too slow on a loaded 2-core machine).
+    ``specs``: test ids, each optionally ``REGEX@test`` (only for mutants whose name matches REGEX);
+    a mutant no spec applies to is not run. A mutant whose run fails is recorded as killed in
+    mutmut's state; survivors stay."""
+    pairs = [(spec.split("@", 1) if "@" in spec else (None, spec)) for spec in specs]
+    plan = {n: [t for rx, t in pairs if rx is None or re.search(rx, n)] for n in names}
+    plan = {n: t for n, t in plan.items() if t}
+    tests = sorted({t for ts in plan.values() for t in ts})
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CI="")
+    env.pop("PYTHONPATH", None)
+    for t in {t.split("::")[0] for t in tests} & set(NEW_TESTS[group]):  # ours: into the snapshot too
+        shutil.copy2(ROOT / t, gdir / "mutants" / t)
+    with open(gdir.parent / f"{group}.quick.log", "a") as log:
+        res = subprocess.run([sys.executable, "-c", _QUICK, json.dumps(plan), str(timeout)], cwd=gdir / "mutants", env=env, stdout=subprocess.PIPE, stderr=log,
+                             text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"quick retest in {gdir} failed (exit {res.returncode}); see {gdir.parent}/{group}.quick.log")
+    verdicts = json.loads(res.stdout.splitlines()[-1])
+    record = gdir / "quick_retest.json"
+    done = json.loads(record.read_text()) if record.exists() else {}
+    for name, rc in verdicts.items():
+        done[name] = {"exit": rc, "tests": plan[name]}
+    record.write_text(json.dumps(done, indent=1))
+    for meta in (gdir / "mutants").rglob("*.meta"):
+        data = json.loads(meta.read_text())
+        codes = data.get("exit_code_by_key", {})
+        hit = [n for n in codes if n in verdicts]
+        for n in hit:
+            codes[n] = 0 if verdicts[n] == 0 else 1
+        if hit:
+            meta.write_text(json.dumps(data, indent=4))
+    return verdicts
 
 
 def run_group(group: str, gdir: Path, max_children: int, log, names=()) -> float:
@@ -181,12 +335,14 @@ def module_of(name: str) -> str:
 
 def report(groups, workdir: Path, rules, seconds, out: Path) -> str:
     lines = ["# Mutation testing (mutmut)", "",
-             f"Command: `OMP_NUM_THREADS=1 python bench/mutation.py --groups {' '.join(groups)}` "
+             f"Report: `python bench/mutation.py --report_only --groups {' '.join(groups)}` "
              f"({datetime.date.today()}, 2-core AMD EPYC CPU shared with other jobs, no GPU; mutmut is "
-             "deterministic: no seed). `killed` counts timeouts and segfaults too (the mutant broke the "
-             "run); `no tests`: nothing in the group's test files reaches the function (code tested "
+             "deterministic: no seed); each group lists the runs that decided its mutants (`RUNS`). "
+             "`killed` counts timeouts (mutmut's CPU-time limit; listed per group) and segfaults too "
+             "(the mutant broke the run); `no tests`: nothing in the group's test files reaches the function (code tested "
              "elsewhere, e.g. ONNX tracing in tests/test_export.py, or CUDA-only), left out of the rate; "
-             "`not run` = not reached before the run was stopped. Survivors matching a rule of "
+             "`not run` = not reached before a run was stopped, or left out of a deterministic sample "
+             "(`--sample_digits D`: only mutants whose per-function number ends in a digit of D are run). Survivors matching a rule of "
              "`bench/conf/mutation_equivalent.tsv` are counted by kind instead: `equiv.` (behaviour "
              "unchanged), `cpu-only` (changes only with a second device), `import-time` (mutmut 3 cannot "
              "switch it on), `message` (error-message text only). Kill rate = killed / (killed + "
@@ -199,8 +355,15 @@ def report(groups, workdir: Path, rules, seconds, out: Path) -> str:
         shown = diffs(gdir, undecided)
         tests = GROUPS[group][2]
         took = f"{seconds[group] / 60:.1f} min" if group in seconds else "(report only)"
-        lines += [f"## {group}", "", f"Tests run against each mutant (those of these files that reach "
-                  f"its function): {', '.join('`' + t + '`' for t in tests)}. This run: {took}.", "",
+        sources = (gdir / "SOURCES").read_text().strip() if (gdir / "SOURCES").exists() else "?"
+        runs = (gdir / "RUNS").read_text().strip().splitlines() if (gdir / "RUNS").exists() else []
+        timeouts = sum(st == "timeout" for st in found.values())
+        lines += [f"## {group}", "", f"Sources mutated: commit {sources}. Tests run against each mutant by mutmut "
+                  f"(those of these files that reach its function): {', '.join('`' + t + '`' for t in tests)}. "
+                  f"Last run: {took}. Timeouts counted as killed: {timeouts}.", ""]
+        if runs:
+            lines += ["Runs (later ones add to or override earlier verdicts):", ""] + [f"- {r}" for r in runs] + [""]
+        lines += [
                   "| module | mutants | killed | survived | message | equiv. | cpu-only | import-time | no tests "
                   "| not run | kill rate | without message |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -270,29 +433,67 @@ def main(argv=None):
     parser.add_argument("--max_children", type=int, default=1, help="parallel mutant workers")
     parser.add_argument("--fresh", action="store_true", help="forget earlier results")
     parser.add_argument("--report_only", action="store_true", help="rewrite the report from the last run")
+    parser.add_argument("--keep_sources", action="store_true",
+                        help="refresh only tests/ in an existing snapshot (the mutated sources stay those of the "
+                             "first snapshot, e.g. while the working tree is being refactored)")
+    parser.add_argument("--sample_digits", default="",
+                        help="run only the undecided mutants whose per-function number ends in one of these digits "
+                             "(e.g. 37: a deterministic 1-in-5 sample); default: all")
     parser.add_argument("--retest_survivors", action="store_true",
-                        help="run the survivors of the last run again (after new tests), not the undecided")
-    parser.add_argument("--retest_match", default="", help="with --retest_survivors: only names matching this regex")
+                        help="also run the unclassified survivors of the last run again (after new tests)")
+    parser.add_argument("--only_survivors", action="store_true", help="with --retest_survivors: no undecided ones")
+    parser.add_argument("--retest_match", default="", help="run only mutants whose name matches this regex")
+    parser.add_argument("--quick", nargs="+", default=None, metavar="TEST",
+                        help="retest the unclassified survivors (and, with --sample_digits, the sampled undecided "
+                             "mutants) against only these tests, in forks of one process (see quick_retest)")
     args = parser.parse_args(argv)
     seconds = {}
     args.workdir.mkdir(parents=True, exist_ok=True)
+    rules = load_equivalent(args.equivalent)
     for group in args.groups:
         if args.report_only:
             continue
-        gdir = snapshot(group, args.workdir, args.fresh)
-        names = ()
-        if args.retest_survivors:
-            rules = load_equivalent(args.equivalent)
+        if args.quick:
+            gdir = args.workdir / group
             found = {n: st for n, st in results(gdir).items() if st in ("survived", "suspicious")}
             shown = diffs(gdir, list(found))
-            names = tuple(n for n in found if classify(n, shown.get(n, ""), rules) is None
-                          and re.search(args.retest_match, n))
-            if not names:
-                continue
+            names = [n for n in found if classify(n, shown.get(n, ""), rules) is None]
+            if args.sample_digits:  # and the sampled mutants no run decided yet
+                codes = {k: c for meta in generate(gdir).values() for k, c in meta.items()}
+                names += [n for n, c in codes.items() if c in (None, 33) and sampled(n, args.sample_digits)]
+            names = sorted(n for n in set(names) if re.search(args.retest_match, n))
+            start = time.time()
+            verdicts = quick_retest(group, gdir, names, args.quick)
+            seconds[group] = time.time() - start
+            log_run(gdir, f"`{' '.join(sys.argv[1:])}`: quick retest of {len(verdicts)} mutants "
+                          f"({sum(v != 0 for v in verdicts.values())} killed), {seconds[group] / 60:.0f} min")
+            print(f"{group}: quick retest of {len(verdicts)} survivors: {sum(v != 0 for v in verdicts.values())} "
+                  f"killed in {seconds[group] / 60:.1f} min")
+            continue
+        if args.keep_sources and (args.workdir / group / "setup.cfg").exists():
+            gdir = refresh_tests(group, args.workdir)
+        else:
+            gdir = snapshot(group, args.workdir, args.fresh)
+        before = generate(gdir)
+        codes = {k: c for meta in before.values() for k, c in meta.items()}
+        names = [] if args.only_survivors else [
+            n for n, c in codes.items() if c in (None, 33) and sampled(n, args.sample_digits)]
+        if args.retest_survivors:
+            found = {n: st for n, st in results(gdir).items() if st in ("survived", "suspicious")}
+            shown = diffs(gdir, list(found))
+            names += [n for n in found if classify(n, shown.get(n, ""), rules) is None]
+        names = sorted(n for n in set(names) if re.search(args.retest_match, n))
+        if not names:
+            print(f"{group}: nothing to run")
+            continue
+        print(f"{group}: running {len(names)} mutants", flush=True)
         with open(args.workdir / f"{group}.log", "a") as log:
             seconds[group] = run_group(group, gdir, args.max_children, log, names)
-        print(f"{group}: mutmut run took {seconds[group] / 60:.1f} min (log: {args.workdir / (group + '.log')})")
-    text = report(args.groups, args.workdir, load_equivalent(args.equivalent), seconds, args.out)
+        kept = restore(gdir, before, names)
+        log_run(gdir, f"`{' '.join(sys.argv[1:])}`: mutmut run of {len(names)} mutants, {seconds[group] / 60:.0f} min")
+        print(f"{group}: mutmut run took {seconds[group] / 60:.1f} min, {kept} earlier verdicts kept "
+              f"(log: {args.workdir / (group + '.log')})")
+    text = report(args.groups, args.workdir, rules, seconds, args.out)
     print(text.split("## Survivors")[0])
 
 
