@@ -12,7 +12,7 @@ from espnet_plugins.asr.preencoder.expert_mlp_bank import ExpertMLPBank
 def _check_uniform(t, bound):
     t = t.detach()
     assert float(t.max()) <= bound and float(t.min()) >= -bound, (float(t.min()), float(t.max()), bound)
-    # 64+ draws of U(-b, b): both ends within 25 % of the bound (fails with p < 1e-7 per side)
+    # both ends reach 75 % of the bound (seeded; for 64 draws another seed fails with p < 4e-4)
     assert float(t.max()) > 0.75 * bound and float(t.min()) < -0.75 * bound, (float(t.min()), float(t.max()))
 
 
