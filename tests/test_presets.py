@@ -205,8 +205,21 @@ def _family(preset: Path) -> str:
 def _recipe(preset: Path) -> dict:
     cfg = yaml.safe_load(preset.read_text(encoding="utf-8"))
     out = {k: cfg.get(k) for k in RECIPE_KEYS}
-    out.update({f"model_conf.{k}": (cfg.get("model_conf") or {}).get(k) for k in RECIPE_MODEL_KEYS})
+    keys = RECIPE_MODEL_KEYS if cfg.get("encoder") == "blr_moe" else ("ctc_weight", "interctc_weight")
+    out.update({f"model_conf.{k}": (cfg.get("model_conf") or {}).get(k) for k in keys})
     return out
+
+
+def test_lid_weight_is_set_only_where_a_router_uses_it():
+    """lid_weight on a model without a language router does nothing (and training warns)."""
+    weights = {}
+    for preset in PRESETS:
+        cfg = yaml.safe_load(preset.read_text(encoding="utf-8"))
+        if cfg.get("encoder") != "blr_moe":
+            assert "lid_weight" not in (cfg.get("model_conf") or {}), preset.name
+        else:
+            weights.setdefault(_family(preset), set()).add((cfg.get("model_conf") or {}).get("lid_weight"))
+    assert weights["cpu"] == {0.3} and all(len(w) == 1 for w in weights.values()), weights
 
 
 @pytest.mark.parametrize("family", ["cpu", "frozen", "gpu"])
@@ -218,7 +231,7 @@ def test_presets_of_a_family_share_one_training_recipe(family):
     want = _recipe(ref)
     for p in members:
         got = _recipe(p)
-        diff = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
+        diff = {k: (got[k], want[k]) for k in want.keys() & got.keys() if got[k] != want[k]}
         assert not diff, f"{p.name} trains on another recipe than {ref.name}: {diff}"
 
 

@@ -324,3 +324,27 @@ def test_router_augmentation_conditions_a_frozen_gate_as_decoding_does():
     del b["text"], b["text_lengths"]
     model(**b)
     assert seen[-1] is None
+
+
+def test_lid_weight_on_a_model_without_router_warns_once_in_training(caplog):
+    """An explicit lid_weight does nothing without a language router: one warning the
+    first time the model trains (not at decoding: old dense configs set it and still load)."""
+    import logging
+
+    from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
+
+    def dense(**kw):
+        enc = TransformerEncoder(8, output_size=16, attention_heads=2, linear_units=16, num_blocks=1,
+                                 input_layer="linear")
+        return _model(encoder=enc, **kw)
+
+    b = _batch()
+    for model, warned in ((dense(lid_weight=0.3), True), (dense(), False), (dense(lid_weight=0.0), False),
+                          (_model(lid_weight=0.3), False)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            model.eval()(**b)  # validation / decoding: never
+            model.train()(**b)
+            model(**b)
+        assert caplog.text.count("has no effect: this model has no language router") == int(warned), model
+    assert dense().lid_weight == 0.3  # the default: the BLR-MoE paper's λ
