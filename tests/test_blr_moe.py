@@ -488,3 +488,31 @@ def test_router_learns_languages_above_chance_on_a_tiny_corpus():
         opt.step()
     after = held_out_acc()
     assert after >= 0.8 and after > before + 0.2, (before, after)
+
+
+def test_flat_router_keys_of_old_configs_map_into_router_conf(caplog):
+    """Configs written before ``router_conf`` (flat ``router_*`` / ``routing`` keys) build
+    the same router, with a deprecation warning naming the new keys; the state dict (and
+    so every old checkpoint) is the same."""
+    import logging
+
+    new_conf = dict(router_type="tdnn", channels=8, kernel_sizes=[3, 3], dilations=[1, 2], activation="gelu",
+                    linear_skip=True, conv_norm="batch_norm", dropout_rate=0.0, granularity="utterance")
+    flat = dict(router_type="tdnn", router_channels=8, router_kernel_sizes=[3, 3], router_dilations=[1, 2],
+                router_activation="gelu", router_linear_skip=True, router_conv_norm="batch_norm",
+                router_dropout_rate=0.0, routing="utterance")
+    kw = dict(input_size=8, output_size=16, attention_heads=2, linear_units=16, num_shared_blocks=1,
+              num_moe_blocks=1, langs=LANGS, input_layer="linear")
+    torch.manual_seed(0)
+    new = BLRMoEEncoder(router_conf=new_conf, **kw)
+    with caplog.at_level(logging.WARNING):
+        torch.manual_seed(0)
+        old = BLRMoEEncoder(**flat, **kw)
+    assert "router_channels -> router_conf.channels" in caplog.text and "routing -> router_conf.granularity" in caplog.text
+    assert old.state_dict().keys() == new.state_dict().keys()
+    assert all(torch.equal(v, new.state_dict()[k]) for k, v in old.state_dict().items())
+    assert old.router.granularity == "utterance" and old.router.conv_norm == "batch_norm" and old.router.skip is not None
+    with pytest.raises(ValueError, match=r"\['channels'\] are given both flat"):
+        BLRMoEEncoder(router_conf=dict(channels=8), router_channels=16, **kw)
+    with pytest.raises(TypeError, match="router_chanels"):
+        BLRMoEEncoder(router_chanels=8, **kw)

@@ -7,7 +7,8 @@ unevenly padded batch, and what that code computed on it: the training loss and 
 statistic, the validation statistics, encoder output, CTC log-probs, router logits and
 expert choice, SMEAR gate, and :class:`Speech2Text`'s greedy result. The test loads each
 checkpoint the way decoding does (``config.yaml`` + ``.pth``), so it also proves that
-checkpoints made before the refactor still load and decode identically.
+checkpoints made before the refactor (flat ``encoder_conf.router_*`` keys, state dict
+names of d600a35) still load and decode identically.
 
 Regenerate only on purpose (a deliberate behaviour change):
 ``python tests/test_refactor_pins.py`` (writes the fixture with the current code).
@@ -28,21 +29,22 @@ TINY_CONFORMER = dict(output_size=16, attention_heads=2, linear_units=32, num_bl
                       dropout_rate=0.0, positional_dropout_rate=0.0, attention_dropout_rate=0.0)
 TINY_BLR = dict(output_size=16, attention_heads=2, linear_units=32, num_shared_blocks=2, num_moe_blocks=2,
                 cnn_module_kernel=5, dropout_rate=0.0, positional_dropout_rate=0.0, attention_dropout_rate=0.0,
-                router_dropout_rate=0.0)
+                router_conf=dict(dropout_rate=0.0))
 TINY_PROJ = dict(input_size=20, output_size=20, hidden_size=16, dropout=0.0)
 # family -> (preset, preencoder_conf overrides or None, encoder overrides)
 FAMILIES = {
     "dense": ("train_dense_conformer", None, TINY_CONFORMER),
-    "lr_moe_utt": ("train_lr_moe", None, dict(TINY_BLR, routing="utterance")),
-    "blr_moe": ("train_blr_moe", None, dict(TINY_BLR, router_channels=8)),
-    "blr_moe_qkvo": ("train_blr_moe_attn_qkvo", None, dict(TINY_BLR, router_channels=8)),
+    "lr_moe_utt": ("train_lr_moe", None, dict(TINY_BLR, router_conf=dict(dropout_rate=0.0, granularity="utterance"))),
+    "blr_moe": ("train_blr_moe", None, dict(TINY_BLR, router_conf=dict(dropout_rate=0.0, channels=8))),
+    "blr_moe_qkvo": ("train_blr_moe_attn_qkvo", None, dict(TINY_BLR, router_conf=dict(dropout_rate=0.0, channels=8))),
     "proj_monolithic": ("train_projector_monolithic", TINY_PROJ, TINY_CONFORMER),
     "proj_dense_ensemble": ("train_projector_dense_ensemble", TINY_PROJ, TINY_CONFORMER),
     "proj_hard_topk": ("train_projector_hard_topk", dict(TINY_PROJ, top_k=2), TINY_CONFORMER),
     "smear_conformer": ("train_smear_conformer", TINY_PROJ, TINY_CONFORMER),
     "smear_conditioned": ("train_smear_conformer", dict(TINY_PROJ, gate_conditioning="language",
                                                         condition_dropout=0.0), TINY_CONFORMER),
-    "smear_blr_moe": ("train_smear_blr_moe", TINY_PROJ, dict(TINY_BLR, router_channels=8)),
+    "smear_blr_moe": ("train_smear_blr_moe", TINY_PROJ, dict(TINY_BLR, router_conf=dict(dropout_rate=0.0,
+                                                                                      channels=8))),
 }
 
 
@@ -128,6 +130,8 @@ def build(family: str, tmp: Path):
 
     preset, proj, enc = FAMILIES[family]
     conf = yaml.safe_load((ROOT / "conf" / f"{preset}.yaml").read_text())
+    enc = dict(enc)
+    conf["encoder_conf"].setdefault("router_conf", {}).update(enc.pop("router_conf", {}))
     conf["encoder_conf"].update(enc)
     if proj is not None:
         conf["preencoder_conf"].update(proj)

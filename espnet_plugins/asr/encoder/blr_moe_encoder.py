@@ -6,7 +6,8 @@ and picks a language expert per frame (or per utterance); the following
 ``num_moe_blocks`` blocks have expert self-attention projections (V and O by default)
 and expert FFNs, all routed with that same decision.
 """
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+import logging
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
@@ -50,6 +51,45 @@ SUBSAMPLING = {
 }
 
 
+# Flat encoder_conf keys of configs written before router_conf -> LanguageRouter argument.
+LEGACY_ROUTER_ARGS = {
+    "router_type": "router_type",
+    "router_channels": "channels",
+    "router_kernel_sizes": "kernel_sizes",
+    "router_dilations": "dilations",
+    "router_activation": "activation",
+    "router_linear_skip": "linear_skip",
+    "router_conv_norm": "conv_norm",
+    "router_dropout_rate": "dropout_rate",
+    "routing": "granularity",
+}
+
+
+def router_conf_with_legacy_args(
+    router_conf: Optional[Dict[str, Any]], legacy: Dict[str, Any]
+) -> Dict[str, Any]:
+    """``router_conf`` with the deprecated flat ``router_*`` keywords moved into it."""
+    unknown = sorted(set(legacy) - set(LEGACY_ROUTER_ARGS))
+    if unknown:
+        raise TypeError(f"BLRMoEEncoder got unexpected keyword arguments {unknown}")
+    conf = dict(router_conf or {})
+    if legacy:
+        moved = {LEGACY_ROUTER_ARGS[k]: v for k, v in legacy.items()}
+        clash = sorted(set(moved) & set(conf))
+        if clash:
+            raise ValueError(
+                f"router arguments {clash} are given both flat (encoder_conf.router_*) and in "
+                "encoder_conf.router_conf; keep only router_conf"
+            )
+        logging.warning(
+            "encoder_conf keys "
+            + ", ".join(f"{k} -> router_conf.{LEGACY_ROUTER_ARGS[k]}" for k in sorted(legacy))
+            + " are deprecated: move them into encoder_conf.router_conf (they are mapped for now)"
+        )
+        conf.update(moved)
+    return conf
+
+
 class BLRMoEEncoder(AbsEncoder, LanguagePriorMixin):
     """BLR-MoE / LR-MoE Conformer (or Transformer) encoder.
 
@@ -60,19 +100,10 @@ class BLRMoEEncoder(AbsEncoder, LanguagePriorMixin):
     alone and inside a zero-padded batch (eval mode).
 
     The router's dispatch plan (tokens sorted by expert) is computed once per forward
-    and reused by every expert projection of every MoE block. After each forward the
-    aux dict (see ``moe_interface``) holds ``lid_logits`` [B, T', L] (the logits the
-    routing used, prior included), ``lid_lengths`` [B] and ``route_frac_<lang>``
-    (fraction of valid frames routed to each expert; only with MoE blocks).
+    and reused by every expert projection of every MoE block.
 
     Presets: LR-MoE = ``router_type: linear, moe_attention_projections: []``;
     BLR-MoE = ``router_type: tdnn, moe_attention_projections: [v, o]``.
-
-    Training schedule: none in here. Language routing and the router's LID loss act
-    from the first update; with ``expert_init: replicate`` the experts start equal, so
-    the untrained MoE is the dense model (the "routing from step 0 with replicated
-    experts" schedule). The forward is a function of its input and parameters: it
-    changes no weight and keeps no step counter.
 
     Args:
         input_size: feature size.
@@ -92,18 +123,12 @@ class BLRMoEEncoder(AbsEncoder, LanguagePriorMixin):
         block_type: ``conformer`` (with the conv module) or ``transformer``
             (without; set ``macaron_style: false`` for a vanilla Transformer block).
         macaron_style: add the half-step macaron FFN before self-attention.
-        router_type: ``tdnn`` (BLR-MoE) or ``linear`` (LR-MoE).
-        router_channels: TDNN channels / router FFN hidden size.
-        router_kernel_sizes: TDNN kernel sizes (odd), one per layer.
-        router_dilations: TDNN dilations, one per layer.
-        router_activation: TDNN/FFN nonlinearity of the router (``swish`` default;
-            ``relu`` units die during the CTC plateau, see LanguageRouter).
-        router_linear_skip: TDNN router: add a linear read-out of its input to its
-            logits (see LanguageRouter ``linear_skip``).
-        router_conv_norm: TDNN router: ``layer_norm``, ``batch_norm`` or ``none`` after
-            each TDNN layer (see LanguageRouter ``conv_norm``).
-        routing: ``frame`` (top-1 per frame) or ``utterance`` (one expert per
-            utterance from the mean router log-probability over valid frames).
+        router_conf: :class:`LanguageRouter` arguments (``router_type``: ``tdnn`` for
+            BLR-MoE, ``linear`` for LR-MoE; ``channels``, ``kernel_sizes``,
+            ``dilations``, ``activation``, ``linear_skip``, ``conv_norm``,
+            ``dropout_rate``, ``granularity``: ``frame`` or ``utterance`` routing).
+            The flat ``router_*`` / ``routing`` keywords of older configs are mapped
+            into it with a deprecation warning.
         expert_init: ``replicate`` (default): all experts of a layer start from the
             same random draw, so the untrained MoE equals a dense encoder whatever
             the routing; ``independent``: one draw per expert. Neither paper says
@@ -115,7 +140,6 @@ class BLRMoEEncoder(AbsEncoder, LanguagePriorMixin):
         dropout_rate: residual / FFN dropout.
         positional_dropout_rate: dropout after the positional encoding.
         attention_dropout_rate: dropout on attention weights.
-        router_dropout_rate: dropout inside the router.
         activation_type: FFN and conv activation (ESPnet ``get_activation`` name).
         cnn_module_kernel: depthwise conv kernel (odd).
         cnn_module_norm: ``batch_norm`` or ``layer_norm`` in the conv module.
@@ -141,29 +165,23 @@ class BLRMoEEncoder(AbsEncoder, LanguagePriorMixin):
         moe_ffn: str = "both",
         block_type: str = "conformer",
         macaron_style: bool = True,
-        router_type: str = "tdnn",
-        router_channels: int = 512,
-        router_kernel_sizes: List[int] = [5, 3, 3],
-        router_dilations: List[int] = [1, 2, 3],
-        router_activation: str = "swish",
-        router_linear_skip: bool = False,
-        router_conv_norm: str = "layer_norm",
-        routing: str = "frame",
+        router_conf: Optional[Dict[str, Any]] = None,
         router_detach: bool = False,
         expert_init: str = "replicate",
         input_layer: str = "conv2d",
         dropout_rate: float = 0.1,
         positional_dropout_rate: float = 0.1,
         attention_dropout_rate: float = 0.0,
-        router_dropout_rate: float = 0.1,
         activation_type: str = "swish",
         cnn_module_kernel: int = 15,
         cnn_module_norm: str = "batch_norm",
         zero_triu: bool = False,
         max_pos_emb_len: int = 5000,
         interctc_layer_idx: List[int] = [],
+        **legacy_router_args,
     ):
         super().__init__()
+        router_conf = router_conf_with_legacy_args(router_conf, legacy_router_args)
         self.langs, self.num_experts = self._language_inventory(langs, num_experts)
         if moe_ffn not in ("both", "second", "none"):
             raise ValueError(
@@ -262,19 +280,7 @@ class BLRMoEEncoder(AbsEncoder, LanguagePriorMixin):
             [block(False) for _ in range(num_shared_blocks)]
             + [block(True) for _ in range(num_moe_blocks)]
         )
-        self.router = LanguageRouter(
-            output_size,
-            self.num_experts,
-            router_type,
-            router_channels,
-            router_kernel_sizes,
-            router_dilations,
-            router_dropout_rate,
-            routing,
-            router_activation,
-            router_linear_skip,
-            router_conv_norm,
-        )
+        self.router = LanguageRouter(output_size, self.num_experts, **router_conf)
         self.after_norm = LayerNorm(output_size)
 
     @staticmethod
