@@ -61,13 +61,6 @@ class ExpertLinear(torch.nn.Module):
                 if self.bias is not None:
                     self.bias.copy_(self.bias[:1].expand_as(self.bias))
 
-    @torch.no_grad()
-    def replicate_expert(self, source: int = 0) -> None:
-        """Copy expert ``source`` into every expert (upcycling after a dense warm-up)."""
-        self.weight.copy_(self.weight[source : source + 1].expand_as(self.weight))
-        if self.bias is not None:
-            self.bias.copy_(self.bias[source : source + 1].expand_as(self.bias))
-
     # ESPnet's ``init:`` option computes fans of >2-D parameters as if they were conv
     # kernels, which is wrong for a stacked [E, in, out] weight; it calls this hook
     # afterwards, so experts end up initialised per expert.

@@ -15,21 +15,12 @@ HARD_PRIOR_PENALTY = -1e4
 class LanguageRouter(torch.nn.Module):
     """Frame-level language identifier whose arg-max picks each frame's expert.
 
-    ``router_type="tdnn"`` (BLR-MoE, arXiv 2501.12602): a TDNN, i.e. a stack of
-    dilated 1-D convolutions over time (each Conv1d -> activation -> norm), then an FFN (Linear -> activation -> Dropout -> Linear) to one logit
-    per language. The paper does not name the activation; an x-vector TDNN uses
-    ReLU, but we measured ReLU routers dying in joint training: while CTC sits on its
-    plateau the features carry no language information, the LID loss is minimised
-    by a constant output, and the ReLUs get there by switching off (97 % of the FFN's
-    hidden units inactive after 2 epochs on the built-in corpus, LID at chance and
-    every frame routed to one expert for the rest of training). A dead ReLU does not
-    come back when the features become informative; swish units do, hence the
-    default ``activation="swish"``. The default kernels (5, 3, 3) with dilations (1, 2, 3) are the
-    frame-level context of an x-vector TDNN: 1 + 4 + 4 + 6 = 15 frames of context,
-    600 ms after 4x subsampling of 10 ms frames, enough to hear a few phones.
-    Padded frames are zeroed before every convolution, which is exactly the zero
-    padding an utterance sees when it is alone, so logits of valid frames do not
-    depend on the batch.
+    ``router_type="tdnn"`` (BLR-MoE, arXiv 2501.12602): dilated 1-D convolutions over
+    time (Conv1d -> activation -> norm each), then Linear -> activation -> Dropout ->
+    Linear to one logit per language. Default activation swish: ReLU routers can die
+    while CTC sits on its plateau (docs/model_notes.md). Default kernels (5, 3, 3),
+    dilations (1, 2, 3): an x-vector TDNN's 15 frames of context. Padded frames are
+    zeroed before every convolution, so valid frames' logits do not depend on the batch.
 
     ``router_type="linear"`` (LR-MoE, arXiv 2307.05956): one linear layer per frame.
 
@@ -57,13 +48,11 @@ class LanguageRouter(torch.nn.Module):
             or ``leaky_relu``.
         conv_norm: TDNN only: normalisation after each TDNN layer's activation:
             ``layer_norm`` (each frame over its channels), ``batch_norm`` (each channel
-            over the batch's valid frames, as in an x-vector TDNN) or ``none``. The
-            paper does not say; see docs/router_diagnosis.md for how they train.
-        linear_skip: TDNN only: add a linear layer's logits (the linear router, on the
-            same normalised input) to the TDNN's. A linear read-out learns a language
-            direction of the features at once; the TDNN adds context on top of it
-            (docs/router_diagnosis.md: on the same features a fresh TDNN learned
-            Hindi vs Marathi worse than a fresh linear router).
+            over the batch's valid frames, as in an x-vector TDNN) or ``none`` (the
+            paper does not say).
+        linear_skip: TDNN only: add a linear read-out of the normalised input (the
+            linear router) to the TDNN's logits, so a language direction of the
+            features is learnt at once and the TDNN adds context on top.
     """
 
     def __init__(

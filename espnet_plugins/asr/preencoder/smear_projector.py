@@ -99,13 +99,9 @@ class SmearProjector(AbsPreEncoder, LanguagePriorMixin):
         residual: Output ``input + projector(input)`` with the experts' output
             layer (``w2``, ``b2``) initialised to zero, so the projector starts as
             the identity and the model at initialisation is the one without it.
-            Our addition, not in the paper (there the projector maps a frozen
-            encoder into an LLM of another width). Meant for a projector on the
-            fbank in front of an encoder trained from scratch, where a plain
-            projector kept CTC on its blank plateau (RESULTS.md; one suspect: the
-            random conv+ReLU downsampler passes only the positive half of the
-            normalised features). Needs ``downsample_rate: 1`` and
-            ``input_size == output_size``.
+            Our addition, not in the paper, for a projector on the fbank in front of
+            an encoder trained from scratch (docs/model_notes.md). Needs
+            ``downsample_rate: 1`` and ``input_size == output_size``.
     """
 
     @typechecked
