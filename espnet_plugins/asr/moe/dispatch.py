@@ -227,6 +227,29 @@ class DispatchPlan:
             y = y * self.sorted_gate.unsqueeze(1).to(y.dtype)
         return _Scatter.apply(y, self).view(*self.token_shape, y.size(1))
 
+    def linear(
+        self, x_sorted: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        """:func:`grouped_linear` on this plan's sorted buffer."""
+        if weight.dim() != 3 or weight.size(0) != self.num_experts:
+            raise ValueError(
+                f"weight must be [E={self.num_experts}, in, out], got {tuple(weight.shape)}"
+            )
+        if x_sorted.dim() != 2 or x_sorted.size(0) != self.num_rows:
+            raise ValueError(
+                f"x_sorted must be [{self.num_rows}, in] (the plan's sorted buffer), "
+                f"got {tuple(x_sorted.shape)}"
+            )
+        # Under autocast the custom function would see mixed dtypes; cast like F.linear.
+        device_type = x_sorted.device.type
+        if torch.is_autocast_enabled(device_type):
+            dtype = torch.get_autocast_dtype(device_type)
+            x_sorted, weight = x_sorted.to(dtype), weight.to(dtype)
+            bias = None if bias is None else bias.to(dtype)
+            with torch.autocast(device_type, enabled=False):
+                return _apply(x_sorted, weight, bias, self)
+        return _apply(x_sorted, weight, bias, self)
+
     def _to_sorted(self, x: torch.Tensor) -> torch.Tensor:
         return x.index_select(0, self.sorted_token)
 
@@ -449,26 +472,7 @@ def grouped_linear(
     CUDA under bf16 autocast), a loop of ``addmm`` over the experts otherwise;
     :func:`set_grouped_mm` overrides the choice.
     """
-    if isinstance(plan, TracedDispatchPlan):
-        return plan.linear(x_sorted, weight, bias)
-    if weight.dim() != 3 or weight.size(0) != plan.num_experts:
-        raise ValueError(
-            f"weight must be [E={plan.num_experts}, in, out], got {tuple(weight.shape)}"
-        )
-    if x_sorted.dim() != 2 or x_sorted.size(0) != plan.num_rows:
-        raise ValueError(
-            f"x_sorted must be [{plan.num_rows}, in] (the plan's sorted buffer), "
-            f"got {tuple(x_sorted.shape)}"
-        )
-    # Under autocast the custom function would see mixed dtypes; cast like F.linear.
-    device_type = x_sorted.device.type
-    if torch.is_autocast_enabled(device_type):
-        dtype = torch.get_autocast_dtype(device_type)
-        x_sorted, weight = x_sorted.to(dtype), weight.to(dtype)
-        bias = None if bias is None else bias.to(dtype)
-        with torch.autocast(device_type, enabled=False):
-            return _apply(x_sorted, weight, bias, plan)
-    return _apply(x_sorted, weight, bias, plan)
+    return plan.linear(x_sorted, weight, bias)
 
 
 def dense_oracle_expert_linear(
@@ -505,7 +509,6 @@ def dense_oracle_expert_linear(
 
 def route_fractions(plan: DispatchPlan) -> torch.Tensor:
     """Fraction of the routed rows each expert received, [E] (no host sync)."""
-    if isinstance(plan, TracedDispatchPlan):  # num_rows is a tensor there
-        return plan.counts.to(torch.float32) / plan.num_rows.clamp(min=1)
-    return plan.counts.to(torch.float32) / max(plan.num_rows, 1)
+    # num_rows: an int, or a 0-d tensor in a traced plan
+    return plan.counts.to(torch.float32) / torch.as_tensor(plan.num_rows).clamp(min=1)
 
