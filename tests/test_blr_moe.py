@@ -512,7 +512,7 @@ def test_flat_router_keys_of_old_configs_map_into_router_conf(caplog):
     assert old.state_dict().keys() == new.state_dict().keys()
     assert all(torch.equal(v, new.state_dict()[k]) for k, v in old.state_dict().items())
     assert old.router.granularity == "utterance" and old.router.conv_norm == "batch_norm" and old.router.skip is not None
-    with pytest.raises(ValueError, match=r"\['channels'\] are given both flat"):
-        BLRMoEEncoder(router_conf=dict(channels=8), router_channels=16, **kw)
+    # a flat key beside router_conf (a command-line override of a preset) wins
+    assert BLRMoEEncoder(router_conf=dict(channels=8), router_channels=16, **kw).router.convs[0].out_channels == 16
     with pytest.raises(TypeError, match="router_chanels"):
         BLRMoEEncoder(router_chanels=8, **kw)

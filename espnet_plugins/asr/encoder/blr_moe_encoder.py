@@ -74,19 +74,14 @@ def router_conf_with_legacy_args(
         raise TypeError(f"BLRMoEEncoder got unexpected keyword arguments {unknown}")
     conf = dict(router_conf or {})
     if legacy:
-        moved = {LEGACY_ROUTER_ARGS[k]: v for k, v in legacy.items()}
-        clash = sorted(set(moved) & set(conf))
-        if clash:
-            raise ValueError(
-                f"router arguments {clash} are given both flat (encoder_conf.router_*) and in "
-                "encoder_conf.router_conf; keep only router_conf"
-            )
+        # A flat key beside router_conf is an override (e.g. --encoder_conf router_type=linear
+        # on a preset): it wins.
         logging.warning(
             "encoder_conf keys "
             + ", ".join(f"{k} -> router_conf.{LEGACY_ROUTER_ARGS[k]}" for k in sorted(legacy))
             + " are deprecated: move them into encoder_conf.router_conf (they are mapped for now)"
         )
-        conf.update(moved)
+        conf.update({LEGACY_ROUTER_ARGS[k]: v for k, v in legacy.items()})
     return conf
 
 
