@@ -33,16 +33,20 @@ from espnet_plugins.text.normalize import normalize_text  # noqa: E402
 from score import char_tokens, per_utterance_counts, read_decode_file  # noqa: E402
 
 
-def utterance_errors(data_dir: Path, decode_dirs: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-    """(errors [seeds, utterances], reference chars [utterances]), utterances in id order;
-    a missing hypothesis counts as empty (every reference char deleted)."""
+def utterance_errors(data_dir: Path, decode_dirs: list[Path], unit: str = "char") -> tuple[np.ndarray, np.ndarray]:
+    """(errors [seeds, utterances], reference tokens [utterances]), utterances in id order;
+    a missing hypothesis counts as empty (every reference token deleted). ``unit``: ``char``
+    (CER, as local/score.py) or ``word`` (WER: normalised text split on whitespace)."""
+    if unit not in ("char", "word"):
+        raise ValueError(f"unit must be 'char' or 'word', got {unit!r}")
+    tokens = char_tokens if unit == "char" else str.split
     ref = read_map(data_dir / "text")
     ids = sorted(ref)
-    refs = [char_tokens(normalize_text(ref[u])) for u in ids]
+    refs = [tokens(normalize_text(ref[u])) for u in ids]
     errors = []
     for d in decode_dirs:
         hyp = read_decode_file(d / "text", ref, data_dir / "text")
-        hyps = [char_tokens(normalize_text(hyp.get(u, ""))) for u in ids]
+        hyps = [tokens(normalize_text(hyp.get(u, ""))) for u in ids]
         errors.append([c.errors for c in per_utterance_counts(refs, hyps)])
     return np.asarray(errors, dtype=np.float64), np.asarray([len(r) for r in refs], dtype=np.float64)
 
@@ -106,15 +110,19 @@ def main(argv=None) -> int:
     p.add_argument("--resamples", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="also write the result here")
+    p.add_argument("--unit", choices=("char", "word"), default="char",
+                   help="error unit: char (CER, default) or word (WER); keys keep the cer_ names")
     args = p.parse_args(argv)
-    err_a, ref = utterance_errors(args.data_dir, args.a)
-    err_b, _ = utterance_errors(args.data_dir, args.b)
+    err_a, ref = utterance_errors(args.data_dir, args.a, args.unit)
+    err_b, _ = utterance_errors(args.data_dir, args.b, args.unit)
     result = relative_change(err_a, err_b, ref, args.resamples, args.seed)
     result["verdict"] = verdict(result, args.claimed)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     rel = result["relative_pct"]
-    print(f"CER A {result['cer_a']:.2f} % ({result['seeds'][0]} seeds), B {result['cer_b']:.2f} % "
+    name = "CER" if args.unit == "char" else "WER"
+    result["unit"] = args.unit
+    print(f"{name} A {result['cer_a']:.2f} % ({result['seeds'][0]} seeds), B {result['cer_b']:.2f} % "
           f"({result['seeds'][1]} seeds); A vs B {rel:+.1f} % [{result['ci95'][0]:+.1f}, {result['ci95'][1]:+.1f}], "
           f"p(A not better) {result['p_a_not_better']:.3f}: {result['verdict']}")
     return 0

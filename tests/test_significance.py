@@ -54,3 +54,17 @@ def test_cli_scores_like_score_py(tmp_path, capsys):
                               "--resamples", "200", "--json", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
     assert "CER A 0.00 %" in out and "CER B 25.00 %" not in out and "B 25.00 %" in out and "-100.0 %" in out
+
+
+def test_word_unit_counts_word_errors(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "text").write_text("u1 ab cd\nu2 efg\n", encoding="utf-8")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "text").write_text("u1 abcd\nu2 efg\n", encoding="utf-8")
+    errors, ref = significance.utterance_errors(data, [tmp_path / "b"], unit="word")
+    # "ab cd" -> "abcd": one substitution + one deletion; "efg" right
+    assert ref.tolist() == [2.0, 1.0] and errors.tolist() == [[2.0, 0.0]]
+    assert significance.main(["--data_dir", str(data), "--a", str(data), "--b", str(tmp_path / "b"),
+                              "--resamples", "200", "--unit", "word"]) == 0
+    assert "WER A 0.00 %" in capsys.readouterr().out
