@@ -32,11 +32,12 @@ TINY_BLR = dict(output_size=16, attention_heads=2, linear_units=32, num_shared_b
                 router_conf=dict(dropout_rate=0.0))
 TINY_PROJ = dict(input_size=20, output_size=20, hidden_size=16, dropout=0.0)
 # family -> (preset, preencoder_conf overrides or None, encoder overrides)
+# TDNN families keep the LayerNorm router the pins were computed with (d600a35's presets).
 FAMILIES = {
     "dense": ("train_dense_conformer", None, TINY_CONFORMER),
     "lr_moe_utt": ("train_lr_moe", None, dict(TINY_BLR, router_conf=dict(dropout_rate=0.0, granularity="utterance"))),
-    "blr_moe": ("train_blr_moe", None, dict(TINY_BLR, router_conf=dict(dropout_rate=0.0, channels=8))),
-    "blr_moe_qkvo": ("train_blr_moe_attn_qkvo", None, dict(TINY_BLR, router_conf=dict(dropout_rate=0.0, channels=8))),
+    "blr_moe": ("train_blr_moe", None, dict(TINY_BLR, router_conf=dict(dropout_rate=0.0, channels=8, conv_norm="layer_norm"))),
+    "blr_moe_qkvo": ("train_blr_moe_attn_qkvo", None, dict(TINY_BLR, router_conf=dict(dropout_rate=0.0, channels=8, conv_norm="layer_norm"))),
     "proj_monolithic": ("train_projector_monolithic", TINY_PROJ, TINY_CONFORMER),
     "proj_dense_ensemble": ("train_projector_dense_ensemble", TINY_PROJ, TINY_CONFORMER),
     "proj_hard_topk": ("train_projector_hard_topk", dict(TINY_PROJ, top_k=2), TINY_CONFORMER),
@@ -44,7 +45,7 @@ FAMILIES = {
     "smear_conditioned": ("train_smear_conformer", dict(TINY_PROJ, gate_conditioning="language",
                                                         condition_dropout=0.0), TINY_CONFORMER),
     "smear_blr_moe": ("train_smear_blr_moe", TINY_PROJ, dict(TINY_BLR, router_conf=dict(dropout_rate=0.0,
-                                                                                      channels=8))),
+                                                                                      channels=8, conv_norm="layer_norm"))),
 }
 
 
