@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -40,7 +41,10 @@ NEW_TESTS = {
     "asr": ["tests/test_language_prior_values.py", "tests/test_lid_loss_values.py",
             "tests/test_expert_bank_init_values.py", "tests/test_frozen_frontend_base_rate.py",
             "tests/test_smear_conditioning_checks.py", "tests/test_smear_switch_balance_values.py",
-            "tests/test_traced_dispatch_values.py", "tests/test_hf_frontend_waveform_values.py"],
+            "tests/test_traced_dispatch_values.py", "tests/test_hf_frontend_waveform_values.py",
+            "tests/test_frozen_frontend_interctc.py", "tests/test_expert_linear_values.py",
+            "tests/test_masked_batch_norm_affine.py", "tests/test_downsampler_too_short_error.py",
+            "tests/test_moe_attention_projection_check.py"],
     "inference": [],
     "score": [],
 }
@@ -201,7 +205,8 @@ out = {}
 for name, tests in plan.items():
     pid = os.fork()
     if pid == 0:
-        os.environ["MUTANT_UNDER_TEST"] = name
+        # a script of local/ is loaded by path as a top-level module (``score``, not ``local.score``)
+        os.environ["MUTANT_UNDER_TEST"] = name.split(".", 1)[1] if name.startswith("local.") else name
         signal.alarm(timeout)
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1), os.dup2(devnull, 2)
@@ -238,10 +243,30 @@ def quick_retest(group: str, gdir: Path, names, specs, timeout: int = 300) -> di
     if res.returncode != 0:
         raise SystemExit(f"quick retest in {gdir} failed (exit {res.returncode}); see {gdir.parent}/{group}.quick.log")
     verdicts = json.loads(res.stdout.splitlines()[-1])
+    record_verdicts(gdir, verdicts, plan)
+    return verdicts
+
+
+def harvest(group: str, gdir: Path) -> dict:
+    """The verdicts a stopped quick retest logged so far (``<mutant> <exit code>`` lines)."""
+    verdicts = {}
+    log = gdir.parent / f"{group}.quick.log"
+    for line in log.read_text().splitlines() if log.exists() else []:
+        parts = line.split()
+        if len(parts) == 2 and "__mutmut_" in parts[0] and parts[1].lstrip("-").isdigit():
+            verdicts[parts[0]] = int(parts[1])
+    record_verdicts(gdir, verdicts, {})
+    return verdicts
+
+
+def record_verdicts(gdir: Path, verdicts: dict, plan: dict) -> None:
+    """Killed (any failure) or survived into mutmut's state; a run stopped by the wall-clock alarm
+    (-14: the machine was busy, not necessarily the mutant) stays undecided."""
+    verdicts = {n: rc for n, rc in verdicts.items() if rc != -signal.SIGALRM}
     record = gdir / "quick_retest.json"
     done = json.loads(record.read_text()) if record.exists() else {}
     for name, rc in verdicts.items():
-        done[name] = {"exit": rc, "tests": plan[name]}
+        done[name] = {"exit": rc, "tests": plan.get(name, done.get(name, {}).get("tests"))}
     record.write_text(json.dumps(done, indent=1))
     for meta in (gdir / "mutants").rglob("*.meta"):
         data = json.loads(meta.read_text())
@@ -251,7 +276,6 @@ def quick_retest(group: str, gdir: Path, names, specs, timeout: int = 300) -> di
             codes[n] = 0 if verdicts[n] == 0 else 1
         if hit:
             meta.write_text(json.dumps(data, indent=4))
-    return verdicts
 
 
 def run_group(group: str, gdir: Path, max_children: int, log, names=()) -> float:
@@ -346,7 +370,9 @@ def report(groups, workdir: Path, rules, seconds, out: Path) -> str:
              "`bench/conf/mutation_equivalent.tsv` are counted by kind instead: `equiv.` (behaviour "
              "unchanged), `cpu-only` (changes only with a second device), `import-time` (mutmut 3 cannot "
              "switch it on), `message` (error-message text only). Kill rate = killed / (killed + "
-             "survived + message); without message = killed / (killed + survived).", ""]
+             "survived + message); without message = killed / (killed + survived). What was run and what was "
+             "not (samples, stopped runs, groups whose tests could not switch mutants on): "
+             "`bench/results/mutation_notes.md`.", ""]
     survivors_md, classified = [], []
     for group in groups:
         gdir = workdir / group
@@ -443,6 +469,8 @@ def main(argv=None):
                         help="also run the unclassified survivors of the last run again (after new tests)")
     parser.add_argument("--only_survivors", action="store_true", help="with --retest_survivors: no undecided ones")
     parser.add_argument("--retest_match", default="", help="run only mutants whose name matches this regex")
+    parser.add_argument("--quick_harvest", action="store_true",
+                        help="record the verdicts a stopped --quick run logged so far")
     parser.add_argument("--quick", nargs="+", default=None, metavar="TEST",
                         help="retest the unclassified survivors (and, with --sample_digits, the sampled undecided "
                              "mutants) against only these tests, in forks of one process (see quick_retest)")
@@ -452,6 +480,11 @@ def main(argv=None):
     rules = load_equivalent(args.equivalent)
     for group in args.groups:
         if args.report_only:
+            continue
+        if args.quick_harvest:
+            verdicts = harvest(group, args.workdir / group)
+            log_run(args.workdir / group, f"quick retest stopped; {len(verdicts)} mutants decided "
+                                          f"({sum(v != 0 for v in verdicts.values())} killed)")
             continue
         if args.quick:
             gdir = args.workdir / group
