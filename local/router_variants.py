@@ -42,15 +42,13 @@ def build(v):
     if v == "linear": return LanguageRouter(size, len(langs), "linear")
     if v == "tdnn": return LanguageRouter(size, len(langs), "tdnn", 512)
     if v == "tdnn_nodrop": return LanguageRouter(size, len(langs), "tdnn", 512, dropout_rate=0.0)
-    if v == "tdnn_noln":
-        r = LanguageRouter(size, len(langs), "tdnn", 512)
-        r.conv_norms = torch.nn.ModuleList([torch.nn.Identity() for _ in r.conv_norms]); return r
     if v == "tdnn_bypass":
         t = LanguageRouter(size, len(langs), "tdnn", 512); torch.manual_seed(1)
         return Bypass(t, LanguageRouter(size, len(langs), "linear"))
     if v == "tdnn_lr1e-3": return LanguageRouter(size, len(langs), "tdnn", 512)
     if v == "tdnn_bn": return LanguageRouter(size, len(langs), "tdnn", 512, conv_norm="batch_norm")
-    if v == "tdnn_none": return LanguageRouter(size, len(langs), "tdnn", 512, conv_norm="none")
+    if v in ("tdnn_none", "tdnn_noln"):  # tdnn_noln: finding 6's name for it
+        return LanguageRouter(size, len(langs), "tdnn", 512, conv_norm="none")
     if v == "tdnn_drop05": return LanguageRouter(size, len(langs), "tdnn", 512, dropout_rate=0.5, conv_norm="none")
     if v == "tdnn_small": return LanguageRouter(size, len(langs), "tdnn", 64, conv_norm="none")
     if v == "tdnn_k1": return LanguageRouter(size, len(langs), "tdnn", 512, kernel_sizes=(1, 1, 1), dilations=(1, 1, 1), conv_norm="none")
